@@ -1,0 +1,1 @@
+"""callrouter: sticky-agent and specialist routing for Asterisk call centers."""

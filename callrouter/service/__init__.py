@@ -1,0 +1,1 @@
+"""callrouter.service."""
