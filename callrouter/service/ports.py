@@ -51,6 +51,55 @@ class DecisionRecord:
     inputs: Mapping[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class InboundCall:
+    """A call as the FastAGI adapter read it from the AGI environment."""
+
+    caller_raw: str
+    queue: str
+    callingpres: int | None = None
+    caller_name: str | None = None
+    uniqueid: str | None = None
+    linkedid: str | None = None
+    channel: str | None = None
+    server_id: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """What the AMI listener learned about one inbound call; upserted by (server_id, uniqueid).
+
+    Written exactly once per change; the store merges it into the call row that the
+    decision opened (or creates the row when the call never passed the FastAGI route).
+    """
+
+    uniqueid: str
+    server_id: str = "default"
+    linkedid: str | None = None
+    caller_raw: str | None = None
+    caller_number: str | None = None
+    queue: str | None = None
+    decision_id: str | None = None
+    started_at: datetime | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    operator_id: str | None = None
+    answered_interface: str | None = None
+    hold_seconds: int = 0
+    talk_seconds: int = 0
+    outcome: str = "in_progress"  # an Outcome value
+    hangup_by: str | None = None  # "caller" | "operator" | None
+    transferred: bool = False
+    sticky_hit: bool | None = None  # the decision's target answered
+    fallback_cause: str | None = None  # e.g. "NOANSWER", "BUSY", "CHANUNAVAIL"
+
+
+class CallRecordSink(Protocol):
+    async def write_call_records(self, records: Sequence[CallRecord]) -> None:
+        """Apply records in order, in one transaction; idempotent for a repeated record."""
+        ...
+
+
 class CallerSnapshotSource(Protocol):
     async def snapshot(self, number: str, now: datetime, lookback_seconds: int) -> CallerSnapshot:
         """Calls since ``now - lookback``, open (or recently closed) ticket, flags, and
@@ -77,6 +126,9 @@ class DecisionLog(Protocol):
 
 
 __all__ = [
+    "CallRecord",
+    "CallRecordSink",
+    "InboundCall",
     "CallerSnapshot",
     "CallerSnapshotSource",
     "DecisionLog",
