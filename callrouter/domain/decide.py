@@ -89,6 +89,10 @@ def decide(ctx: RoutingContext, rules: Rules, now: datetime) -> Decision:
         draft.announcements.append(incident.announcement)
         draft.note(R.INCIDENT, f"incident in progress: {incident.title or incident.id}")
 
+    if ctx.caller.shared and ctx.caller.number is not None:
+        return draft.finish(
+            Action.QUEUE, R.SHARED_NUMBER, "shared number: never matched to anyone's history"
+        )
     if not ctx.caller.identified:
         return draft.finish(
             Action.QUEUE, R.WITHHELD, "number withheld or unknown: routed as a new caller"

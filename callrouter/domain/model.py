@@ -62,10 +62,11 @@ class Caller:
     raw: str
     number: str | None
     withheld: bool = False
+    shared: bool = False  # a switchboard or family line: never matched to history
 
     @property
     def identified(self) -> bool:
-        return self.number is not None and not self.withheld
+        return self.number is not None and not self.withheld and not self.shared
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ class ReasonCode(StrEnum):
     # the caller
     NEW_CALLER = "new_caller"
     WITHHELD = "withheld"
+    SHARED_NUMBER = "shared_number"
     VIP = "vip"
     INCIDENT = "incident"
     # sticky

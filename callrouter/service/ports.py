@@ -128,11 +128,11 @@ class DecisionLog(Protocol):
 __all__ = [
     "CallRecord",
     "CallRecordSink",
-    "InboundCall",
     "CallerSnapshot",
     "CallerSnapshotSource",
     "DecisionLog",
     "DecisionRecord",
+    "InboundCall",
     "IncidentSource",
     "OperatorDirectory",
     "Presence",
