@@ -1,0 +1,190 @@
+"""RoutingService with in-memory ports: inputs gathered, store failures fail open."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from callrouter.domain.model import (
+    Action,
+    Incident,
+    Operator,
+    OperatorState,
+    PastCall,
+)
+from callrouter.domain.reasons import ReasonCode
+from callrouter.domain.rules import QueueRules, Rules
+from callrouter.numbers import NumberNormaliser
+from callrouter.service.caching import CachedDirectory
+from callrouter.service.decision_writer import DecisionWriter
+from callrouter.service.ports import CallerSnapshot, DecisionRecord, InboundCall
+from callrouter.service.routing import RoutingService
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+ANNA = Operator("op1", "Anna", ("PJSIP/1001",))
+
+
+class Snapshots:
+    def __init__(self, by_number: dict[str, CallerSnapshot], fail: bool = False) -> None:
+        self.by_number = by_number
+        self.fail = fail
+        self.asked: list[tuple[str, int]] = []
+
+    async def snapshot(self, number: str, now: datetime, lookback_seconds: int) -> CallerSnapshot:
+        self.asked.append((number, lookback_seconds))
+        if self.fail:
+            raise ConnectionRefusedError("database is down")
+        return self.by_number.get(number, CallerSnapshot())
+
+
+class Directory:
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def operators(self) -> Mapping[str, Operator]:
+        self.reads += 1
+        return {ANNA.id: ANNA}
+
+
+class Presence:
+    def __init__(self, states: dict[str, OperatorState]) -> None:
+        self._states = states
+
+    def states(self) -> Mapping[str, OperatorState]:
+        return self._states
+
+
+class Incidents:
+    def __init__(self, incidents: Sequence[Incident] = ()) -> None:
+        self.incidents = list(incidents)
+
+    async def active_incidents(self, now: datetime) -> Sequence[Incident]:
+        return self.incidents
+
+
+class Log:
+    def __init__(self, fail_times: int = 0) -> None:
+        self.records: list[DecisionRecord] = []
+        self.fail_times = fail_times
+
+    async def record(self, record: DecisionRecord) -> None:
+        if self.fail_times:
+            self.fail_times -= 1
+            raise ConnectionError("down")
+        self.records.append(record)
+
+
+def make_service(snapshots: Snapshots, states: dict[str, OperatorState], log: Log | None = None):
+    writer = DecisionWriter(log) if log is not None else None
+    return RoutingService(
+        rules=lambda: Rules(defaults=QueueRules(), default_queue="support"),
+        numbers=NumberNormaliser("RU"),
+        snapshots=snapshots,
+        directory=Directory(),
+        presence=Presence(states),
+        incidents=Incidents(),
+        writer=writer,
+        clock=lambda: NOW,
+    ), writer
+
+
+def history_with_anna() -> CallerSnapshot:
+    call = PastCall("c1", "support", NOW - timedelta(minutes=30), NOW - timedelta(minutes=20),
+                    "op1", talk_seconds=240)
+    return CallerSnapshot(recent_calls=(call,))
+
+
+async def test_repeat_caller_in_national_form_goes_back_to_operator() -> None:
+    snaps = Snapshots({"+79123456789": history_with_anna()})
+    service, _ = make_service(snaps, {"op1": OperatorState.AVAILABLE})
+    record = await service.route_call(InboundCall("8 912 345-67-89", "support", uniqueid="1.1"))
+    assert record.decision.action is Action.OPERATOR
+    assert record.decision.target_interface == "PJSIP/1001"
+    assert record.caller_number == "+79123456789"
+    assert snaps.asked == [("+79123456789", Rules().for_queue("support").lookback)]
+    assert record.inputs["last_operator"] == "op1"
+
+
+async def test_withheld_caller_never_reads_history() -> None:
+    snaps = Snapshots({"+79123456789": history_with_anna()})
+    service, _ = make_service(snaps, {"op1": OperatorState.AVAILABLE})
+    record = await service.route_call(InboundCall("89123456789", "support", callingpres=35))
+    assert record.decision.action is Action.QUEUE
+    assert record.decision.reason_code is ReasonCode.WITHHELD
+    assert record.caller_number is None
+    assert snaps.asked == []
+
+
+async def test_store_down_gives_entry_queue_with_reason() -> None:
+    service, _ = make_service(Snapshots({}, fail=True), {})
+    record = await service.route_call(InboundCall("+79123456789", "billing"))
+    assert record.decision.action is Action.QUEUE
+    assert record.decision.queue == "billing"
+    assert record.decision.reason_code is ReasonCode.FALLBACK_STORE_DOWN
+
+
+async def test_empty_queue_argument_uses_default_queue() -> None:
+    service, _ = make_service(Snapshots({}), {})
+    record = await service.route_call(InboundCall("+79123456789", "  "))
+    assert record.decision.queue == "support"
+    fallback = service.fallback(InboundCall("+79123456789", ""), ReasonCode.FALLBACK_TIMEOUT, "t")
+    assert fallback.decision.queue == "support"
+    assert fallback.decision.reason_code is ReasonCode.FALLBACK_TIMEOUT
+
+
+async def test_simulated_states_override_presence_without_logging() -> None:
+    log = Log()
+    service, _ = make_service(Snapshots({"+79123456789": history_with_anna()}),
+                              {"op1": OperatorState.PAUSED}, log)
+    _, live = await service.explain("+79123456789", "support")
+    _, what_if = await service.explain("+79123456789", "support",
+                                       states={"op1": OperatorState.AVAILABLE})
+    assert live.action is Action.QUEUE and live.reason_code is ReasonCode.STICKY_UNAVAILABLE
+    assert what_if.action is Action.OPERATOR
+    assert log.records == []
+
+
+async def test_decision_writer_retries_until_the_log_accepts() -> None:
+    log = Log(fail_times=2)
+    service, writer = make_service(Snapshots({}), {}, log)
+    assert writer is not None
+    writer.start()
+    first = await service.route_call(InboundCall("+79123456789", "support", uniqueid="a"))
+    second = await service.route_call(InboundCall("+79123456780", "support", uniqueid="b"))
+    await writer.flush(timeout=5)
+    await writer.close()
+    assert [r.id for r in log.records] == [first.id, second.id]
+    assert writer.failures == 2
+
+
+async def test_cached_directory_reads_store_once_within_ttl() -> None:
+    source = Directory()
+    cached = CachedDirectory(source, ttl=60)
+    await asyncio.gather(*(cached.operators() for _ in range(5)))
+    await cached.operators()
+    assert source.reads >= 1
+    reads = source.reads
+    await cached.operators()
+    assert source.reads == reads
+    cached.invalidate()
+    await cached.operators()
+    assert source.reads == reads + 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "pres", "expected"),
+    [
+        ("+7 912 345 67 89", 0, "+79123456789"),
+        ("8 (912) 345-67-89", None, "+79123456789"),
+        ("unknown", 0, None),
+        ("anonymous", 35, None),
+        ("5551234", 67, None),
+        ("not a number", 0, None),
+    ],
+)
+def test_caller_normalisation(raw: str, pres: int | None, expected: str | None) -> None:
+    caller = NumberNormaliser("RU").caller(raw, pres)
+    assert (caller.number if caller.identified else None) == expected
