@@ -1,0 +1,272 @@
+"""The AGI wire protocol: bounded environment read, one-command-at-a-time exchange, typed errors.
+
+Facts from Asterisk 22 traces (``../shared/asterisk/README.md``) this module relies on:
+LF-only lines; the environment is ``key: value`` lines (empty values keep a trailing space)
+ended by an empty line; replies are one line except ``520-`` blocks, whose usage text may
+itself contain ``200 result=1``; an unsolicited ``HANGUP`` line can arrive before any reply;
+Asterisk does not answer a second pipelined command, so we always wait for each reply; and
+Asterisk has no command timeout, so every read here has one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+ENV_TIMEOUT = 2.0
+ENV_MAX_BYTES = 16 * 1024
+ENV_MAX_LINE = 1024
+COMMAND_TIMEOUT = 2.0
+REPLY_MAX_LINES = 64  # a 520 usage block is a handful of lines; more is not Asterisk
+
+
+class AgiError(Exception):
+    """Base of every AGI channel error."""
+
+
+class AgiHangup(AgiError):
+    """Asterisk sent the unsolicited ``HANGUP`` line: the caller is gone."""
+
+
+class AgiDeadChannel(AgiError):
+    """``511 Command Not Permitted on a dead channel or intercept routine``."""
+
+
+class AgiEndOfStream(AgiError):
+    """The peer closed the connection."""
+
+
+class AgiProtocolError(AgiError):
+    """Garbage, an oversized line or block, or a timeout: not an Asterisk we can talk to."""
+
+
+class AgiTimeout(AgiProtocolError):
+    """Nothing (or not enough) arrived in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgiEnvironment:
+    """The ``agi_*`` block Asterisk sends first, plus the AGI() arguments."""
+
+    values: Mapping[str, str]
+    args: tuple[str, ...] = ()
+
+    def get(self, key: str, default: str = "") -> str:
+        return self.values.get(key, default)
+
+    @property
+    def network_script(self) -> str:
+        """Path after ``host:port/`` including any ``?query`` (empty for classic AGI)."""
+        return self.get("agi_network_script")
+
+    @property
+    def route(self) -> str:
+        """The route name: the script path without query string and slashes."""
+        script = self.network_script
+        if not script:
+            # classic AGI: agi_request is the script file name
+            script = self.get("agi_request").rsplit("/", 1)[-1]
+        return script.split("?", 1)[0].strip("/")
+
+    @property
+    def query(self) -> str:
+        return urlsplit(self.get("agi_request")).query if self.network_script else ""
+
+    @property
+    def channel(self) -> str:
+        return self.get("agi_channel")
+
+    @property
+    def uniqueid(self) -> str:
+        return self.get("agi_uniqueid")
+
+    @property
+    def callerid(self) -> str:
+        return self.get("agi_callerid")
+
+    @property
+    def calleridname(self) -> str:
+        return self.get("agi_calleridname")
+
+    @property
+    def callingpres(self) -> int | None:
+        raw = self.get("agi_callingpres").strip()
+        return int(raw) if raw.isdigit() else None
+
+    def arg(self, n: int, default: str = "") -> str:
+        """The n-th AGI() argument, 1-based like ``agi_arg_N``."""
+        return self.args[n - 1] if 0 < n <= len(self.args) else default
+
+
+def parse_environment(lines: list[str]) -> AgiEnvironment:
+    """Build an AgiEnvironment from the block's lines (without LFs, without the empty line)."""
+    values: dict[str, str] = {}
+    for line in lines:
+        key, sep, value = line.partition(": ")
+        if not sep:
+            # "key:" with nothing after it: tolerate it as an empty value
+            key, sep, value = line.partition(":")
+        if not sep or not key.startswith("agi_") or not key.isascii() or " " in key:
+            raise AgiProtocolError(f"not an AGI environment line: {line[:60]!r}")
+        values[key] = value
+    args: list[str] = []
+    n = 1
+    while f"agi_arg_{n}" in values:
+        args.append(values[f"agi_arg_{n}"])
+        n += 1
+    return AgiEnvironment(values=values, args=tuple(args))
+
+
+_REPLY = re.compile(r"^(\d{3})(?:[ -](.*))?$")
+_RESULT = re.compile(r"^result=(-?\d+)(?: \((.*)\))?(?: (.*))?$")
+
+
+@dataclass(frozen=True, slots=True)
+class AgiReply:
+    """One reply: ``200 result=1 (data) extra``, or a 510/520 with its text."""
+
+    code: int
+    result: int | None = None
+    data: str | None = None
+    extra: str = ""
+    lines: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 200
+
+
+def parse_reply_line(line: str) -> AgiReply:
+    m = _REPLY.match(line)
+    if m is None:
+        raise AgiProtocolError(f"not an AGI reply: {line[:60]!r}")
+    code, rest = int(m.group(1)), m.group(2) or ""
+    if code == 200:
+        r = _RESULT.match(rest)
+        if r is None:
+            raise AgiProtocolError(f"200 reply without result=: {line[:60]!r}")
+        return AgiReply(
+            code=200, result=int(r.group(1)), data=r.group(2), extra=r.group(3) or "", lines=(line,)
+        )
+    return AgiReply(code=code, extra=rest, lines=(line,))
+
+
+def quote_arg(value: str) -> str:
+    """Quote one argument for res_agi's parser: ``"``, ``\\`` escaped, always inside quotes."""
+    if "\n" in value or "\r" in value:
+        raise ValueError("an AGI argument cannot contain CR or LF")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class AgiChannel:
+    """One AGI conversation over a stream pair (FastAGI socket or classic stdin/stdout).
+
+    Exactly one command is outstanding at any time (Asterisk's pipelining bug).
+    """
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        command_timeout: float = COMMAND_TIMEOUT,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.command_timeout = command_timeout
+        self.hungup = False
+        self.commands_sent = 0
+
+    async def _readline(self, max_line: int) -> str:
+        try:
+            raw = await self._reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            raise AgiEndOfStream(f"connection closed ({len(exc.partial)} bytes pending)") from None
+        except asyncio.LimitOverrunError:
+            raise AgiProtocolError("line longer than the stream limit") from None
+        except (ConnectionError, OSError) as exc:
+            raise AgiEndOfStream(f"connection lost: {exc}") from None
+        if len(raw) > max_line + 1:
+            raise AgiProtocolError(f"line of {len(raw)} bytes exceeds {max_line}")
+        try:
+            return raw[:-1].decode("utf-8")
+        except UnicodeDecodeError:
+            # Asterisk passes caller names through as they came from the trunk
+            return raw[:-1].decode("latin-1")
+
+    async def read_environment(
+        self,
+        *,
+        timeout: float = ENV_TIMEOUT,
+        max_bytes: int = ENV_MAX_BYTES,
+        max_line: int = ENV_MAX_LINE,
+    ) -> AgiEnvironment:
+        """Read the env block (until the empty line) within ``timeout`` and ``max_bytes``."""
+        lines: list[str] = []
+        total = 0
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    line = await self._readline(max_line)
+                    total += len(line) + 1
+                    if total > max_bytes:
+                        raise AgiProtocolError(f"environment block exceeds {max_bytes} bytes")
+                    if line == "":
+                        break
+                    if line == "HANGUP":
+                        raise AgiHangup("HANGUP inside the environment block")
+                    lines.append(line)
+        except TimeoutError:
+            raise AgiTimeout(f"no complete environment block within {timeout:.1f} s") from None
+        if not lines:
+            raise AgiProtocolError("empty environment block")
+        return parse_environment(lines)
+
+    async def command(self, line: str, *, max_line: int = 8192) -> AgiReply:
+        """Send one command and wait for its whole reply.
+
+        A ``HANGUP`` line before the reply only sets ``hungup``: Asterisk still answers the
+        command (in dead mode). ``511`` raises AgiDeadChannel.
+        """
+        if "\n" in line or "\r" in line:
+            raise ValueError("an AGI command is one line; CR would become part of an argument")
+        try:
+            self._writer.write(line.encode("utf-8") + b"\n")
+            self.commands_sent += 1
+            async with asyncio.timeout(self.command_timeout):
+                await self._writer.drain()
+                reply = await self._read_reply(max_line)
+        except TimeoutError:
+            raise AgiTimeout(f"no reply to {line.split(' ', 1)[0]} within "
+                             f"{self.command_timeout:.1f} s") from None
+        except (ConnectionError, OSError) as exc:
+            raise AgiEndOfStream(f"connection lost: {exc}") from None
+        if reply.code == 511:
+            raise AgiDeadChannel(reply.extra)
+        return reply
+
+    async def _read_reply(self, max_line: int) -> AgiReply:
+        line = await self._readline(max_line)
+        while line == "HANGUP":
+            self.hungup = True
+            line = await self._readline(max_line)
+        if line.startswith("520-"):
+            # usage text follows; it can contain "200 result=1", so only "520 " ends it
+            block = [line]
+            while True:
+                nxt = await self._readline(max_line)
+                block.append(nxt)
+                if nxt.startswith("520 "):
+                    return AgiReply(code=520, extra="\n".join(block[1:-1]), lines=tuple(block))
+                if len(block) > REPLY_MAX_LINES:
+                    raise AgiProtocolError("520 usage block does not end")
+        return parse_reply_line(line)
+
+    def close(self) -> None:
+        try:
+            self._writer.close()
+        except (ConnectionError, OSError, RuntimeError):
+            pass

@@ -1,0 +1,173 @@
+"""The FastAGI TCP server: accepts Asterisk's connections and dispatches them by route."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+
+from callrouter.fastagi.handler import AgiHandler, AgiSession, SessionObserver
+from callrouter.fastagi.protocol import (
+    COMMAND_TIMEOUT,
+    ENV_MAX_BYTES,
+    ENV_MAX_LINE,
+    ENV_TIMEOUT,
+    AgiChannel,
+    AgiDeadChannel,
+    AgiEndOfStream,
+    AgiHangup,
+    AgiProtocolError,
+)
+
+log = logging.getLogger("callrouter.fastagi")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4573
+STREAM_LIMIT = 8192  # the most a single line may buffer; bounds memory per connection
+
+
+class FastAgiServer:
+    """``await FastAgiServer(routes, fallback=...).start()``; ``await server.close()``.
+
+    Every session is bounded: the environment block must arrive within ``env_timeout`` and
+    ``env_max_bytes``, each command within ``command_timeout``, the whole session within
+    ``session_timeout``; at most ``max_sessions`` run at once (others are closed at once,
+    which Asterisk reports as AGISTATUS=SUCCESS with no variables: the dialplan's normal
+    queue). A bad client only ever costs its own connection.
+    """
+
+    def __init__(
+        self,
+        routes: Mapping[str, AgiHandler],
+        *,
+        fallback: AgiHandler,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        env_timeout: float = ENV_TIMEOUT,
+        env_max_bytes: int = ENV_MAX_BYTES,
+        env_max_line: int = ENV_MAX_LINE,
+        command_timeout: float = COMMAND_TIMEOUT,
+        session_timeout: float = 5.0,
+        max_sessions: int = 1000,
+        observer: SessionObserver | None = None,
+    ) -> None:
+        self.routes = dict(routes)
+        self.fallback = fallback
+        self.host = host
+        self.port = port
+        self.env_timeout = env_timeout
+        self.env_max_bytes = env_max_bytes
+        self.env_max_line = env_max_line
+        self.command_timeout = command_timeout
+        self.session_timeout = session_timeout
+        self.max_sessions = max_sessions
+        self.observer = observer or SessionObserver()
+        self.active = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> FastAgiServer:
+        self._server = await asyncio.start_server(
+            self._accept, self.host, self.port, limit=STREAM_LIMIT, backlog=1024
+        )
+        sock = self._server.sockets[0]
+        self.port = sock.getsockname()[1]
+        log.info("FastAGI listening on %s:%d (routes: %s)", self.host, self.port,
+                 ", ".join(sorted(self.routes)))
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"agi://{self.host}:{self.port}"
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            self._server = None
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def __aenter__(self) -> FastAgiServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            if self.active >= self.max_sessions:
+                self.observer.rejected("too_many_sessions")
+                log.warning("%d FastAGI sessions already running; closing a new one at once "
+                            "(the dialplan sends that call to the normal queue)", self.active)
+                return
+            self.active += 1
+            try:
+                await self._session(reader, writer)
+            finally:
+                self.active -= 1
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        started = time.perf_counter()
+        peer = _peer(writer)
+        channel = AgiChannel(reader, writer, command_timeout=self.command_timeout)
+        route = "?"
+        outcome = "ok"
+        try:
+            async with asyncio.timeout(self.session_timeout):
+                env = await channel.read_environment(
+                    timeout=self.env_timeout, max_bytes=self.env_max_bytes,
+                    max_line=self.env_max_line,
+                )
+                route = env.route
+                handler = self.routes.get(route)
+                if handler is None:
+                    outcome = "unknown_route"
+                    handler = self.fallback
+                await handler(AgiSession(channel=channel, env=env, peer=peer))
+        except (AgiHangup, AgiDeadChannel) as exc:
+            outcome = "hangup"
+            log.info("FastAGI %s route %s: caller hung up (%s)", peer, route, exc)
+        except AgiEndOfStream as exc:
+            outcome = "closed"
+            log.info("FastAGI %s route %s: connection closed early (%s)", peer, route, exc)
+        except AgiProtocolError as exc:
+            outcome = "bad_client"
+            log.info("FastAGI %s: dropped (%s)", peer, exc)
+        except TimeoutError:
+            outcome = "bad_client"
+            log.warning("FastAGI %s route %s: session exceeded %.1f s", peer, route,
+                        self.session_timeout)
+        except Exception:
+            outcome = "error"
+            log.exception("FastAGI %s route %s: handler failed", peer, route)
+        finally:
+            self.observer.session_end(route, outcome, time.perf_counter() - started)
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    info = writer.get_extra_info("peername")
+    if isinstance(info, tuple) and len(info) >= 2:
+        return f"{info[0]}:{info[1]}"
+    return str(info or "")
