@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_TOML_POSITION = re.compile(
+    r"^(?P<what>.*) \(at (?P<where>line \d+, column \d+|end of document)\)$"
+)
 
 
 class ConfigError(Exception):
@@ -53,6 +57,15 @@ def show_value(value: object, limit: int = 60) -> str:
 def problem(parts: Sequence[str | int], value: object, expected: str) -> str:
     """One problem line: ``rules.defaults.ring_seconds = 0: expected ...``."""
     return f"{key_path(parts)} = {show_value(value)}: {expected}"
+
+
+def toml_problem(exc: tomllib.TOMLDecodeError, source: Path | None) -> str:
+    """A TOML syntax error as one line: ``FILE: invalid TOML at line 3, column 7: ...``."""
+    prefix = f"{source}: " if source else ""
+    found = _TOML_POSITION.match(str(exc))
+    if found is None:
+        return f"{prefix}invalid TOML: {exc}"
+    return f"{prefix}invalid TOML at {found['where']}: {found['what']}"
 
 
 def _quote(text: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
@@ -13,7 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from callrouter.config.errors import RulesError, key_path, problem
+from callrouter.config.errors import RulesError, key_path, problem, toml_problem
 from callrouter.config.rules_schema import (
     CLASS_NAME,
     CLASS_NAME_HINT,
@@ -28,9 +27,6 @@ from callrouter.domain.rules import QueueRules, Rules, StickyMode, VipRule
 Loc = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
 _BUILTIN = QueueRules()
-_TOML_POSITION = re.compile(
-    r"^(?P<what>.*) \(at (?P<where>line \d+, column \d+|end of document)\)$"
-)
 
 
 def load_rules(path: Path) -> Rules:
@@ -49,7 +45,7 @@ def parse_rules_toml(text: str, source: Path | None = None) -> Rules:
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise RulesError([_toml_problem(exc, source)], source=source) from None
+        raise RulesError([toml_problem(exc, source)], source=source) from None
     try:
         return parse_rules(document)
     except RulesError as exc:
@@ -199,11 +195,3 @@ def _queue_to_dict(rules: QueueRules) -> dict[str, Any]:
             value = value.value
         out[spec.name] = value
     return out
-
-
-def _toml_problem(exc: tomllib.TOMLDecodeError, source: Path | None) -> str:
-    prefix = f"{source}: " if source else ""
-    found = _TOML_POSITION.match(str(exc))
-    if found is None:
-        return f"{prefix}invalid TOML: {exc}"
-    return f"{prefix}invalid TOML at {found['where']}: {found['what']}"
