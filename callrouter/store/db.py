@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import StaticPool
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -20,6 +30,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     savepoints, which the test fixtures and nested use cases rely on).
     """
     parsed = make_url(url)
+    # Decision inputs may hold datetimes or enums; store their text rather than fail the log.
+    kwargs.setdefault("json_serializer", _json_dumps)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         return create_async_engine(url, **kwargs)

@@ -19,7 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from callrouter.store.types import UTCDateTime
 
@@ -53,13 +53,6 @@ class OperatorRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
-    interfaces: Mapped[list[OperatorInterfaceRow]] = relationship(
-        back_populates="operator",
-        order_by="OperatorInterfaceRow.position",
-        cascade="all, delete-orphan",
-        lazy="selectin",
-    )
-
 
 class OperatorInterfaceRow(Base):
     """One Asterisk interface (``PJSIP/1001``) of an operator; an interface has one owner."""
@@ -71,8 +64,6 @@ class OperatorInterfaceRow(Base):
         ForeignKey("operators.id", ondelete="CASCADE"), index=True
     )
     position: Mapped[int] = mapped_column(Integer, default=0)
-
-    operator: Mapped[OperatorRow] = relationship(back_populates="interfaces")
 
 
 class CallRow(Base):
@@ -211,18 +202,14 @@ class IncidentRow(Base):
 class ApiTokenRow(Base):
     __tablename__ = "api_tokens"
     __table_args__ = (
-        CheckConstraint(
-            "role IN ('admin', 'supervisor', 'operator', 'readonly')", name="role"
-        ),
+        CheckConstraint("role IN ('admin', 'supervisor', 'operator', 'readonly')", name="role"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(20))
-    operator_id: Mapped[str | None] = mapped_column(
-        ForeignKey("operators.id", ondelete="SET NULL")
-    )
+    operator_id: Mapped[str | None] = mapped_column(ForeignKey("operators.id", ondelete="SET NULL"))
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
 

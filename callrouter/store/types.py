@@ -28,15 +28,15 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise TypeError(f"UTCDateTime expects a datetime, got {type(value).__name__}")
         if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
             raise ValueError(f"naive datetime {value.isoformat()} refused; pass an aware one")
-        value = value.astimezone(UTC)
+        utc: datetime = value.astimezone(UTC)
         if dialect.name == "sqlite":
-            return value.replace(tzinfo=None)
-        return value
+            return utc.replace(tzinfo=None)
+        return utc
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        assert isinstance(value, datetime)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {value!r}")
+        aware: datetime = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        return aware.astimezone(UTC)

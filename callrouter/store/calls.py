@@ -1,0 +1,263 @@
+"""The call log: opened by the routing decision, completed from AMI call records."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callrouter.domain.model import Action, Outcome, PastCall
+from callrouter.service.ports import CallRecord, DecisionRecord
+from callrouter.store.errors import NotFound
+from callrouter.store.models import CallRow
+from callrouter.store.records import StoredCall
+from callrouter.store.sql import upsert_insert, utcnow
+
+# A caller who rings hundreds of times a day must not make the hot path slow; the rules
+# only ever look at a handful of recent calls.
+RECENT_CALLS_LIMIT = 100
+
+HANGUP_BY = frozenset({"caller", "operator"})
+
+_PAST_CALL_COLUMNS = (
+    CallRow.id,
+    CallRow.queue,
+    CallRow.started_at,
+    CallRow.ended_at,
+    CallRow.operator_id,
+    CallRow.outcome,
+    CallRow.talk_seconds,
+    CallRow.resolved,
+    CallRow.escalated,
+)
+
+
+def new_call_id() -> str:
+    return uuid.uuid4().hex
+
+
+class CallRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    # --- hot path -------------------------------------------------------------------
+
+    async def past_calls(
+        self, number: str, now: datetime, lookback_seconds: int, limit: int = RECENT_CALLS_LIMIT
+    ) -> tuple[PastCall, ...]:
+        """The caller's calls started in ``[now - lookback, now]``, newest first."""
+        stmt = (
+            select(*_PAST_CALL_COLUMNS)
+            .where(
+                CallRow.caller_number == number,
+                CallRow.started_at >= now - timedelta(seconds=lookback_seconds),
+                CallRow.started_at <= now,
+            )
+            .order_by(CallRow.started_at.desc(), CallRow.id.desc())
+            .limit(limit)
+        )
+        return tuple(
+            PastCall(
+                id=r.id,
+                queue=r.queue or "",
+                started_at=r.started_at,
+                ended_at=r.ended_at,
+                operator_id=r.operator_id,
+                outcome=Outcome(r.outcome),
+                talk_seconds=r.talk_seconds,
+                resolved=r.resolved,
+                escalated=r.escalated,
+            )
+            for r in await self._session.execute(stmt)
+        )
+
+    async def open_from_decision(self, record: DecisionRecord) -> None:
+        """Open the call row for a decision (outcome ``in_progress``).
+
+        Keyed by (server_id, uniqueid) when the uniqueid is known: if the AMI listener
+        wrote the row first, the decision's fields are merged into it instead.
+        """
+        decision = record.decision
+        values: dict[str, Any] = {
+            "id": new_call_id(),
+            "caller_raw": record.caller_raw,
+            "caller_number": record.caller_number,
+            "queue": record.queue,
+            "server_id": record.server_id,
+            "uniqueid": record.uniqueid,
+            "linkedid": record.linkedid,
+            "channel": record.channel,
+            "decision_id": record.id,
+            "action": Action(decision.action).value,
+            "target_operator_id": decision.target_operator_id,
+            "started_at": record.decided_at,
+            "outcome": Outcome.IN_PROGRESS.value,
+            "escalated": decision.escalated,
+            "hold_seconds": 0,
+            "talk_seconds": 0,
+            "transferred": False,
+        }
+        stmt = upsert_insert(self._session, CallRow).values(**values)
+        if record.uniqueid is not None:
+            existing = CallRow.__table__.c
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["server_id", "uniqueid"],
+                set_={
+                    "decision_id": record.id,
+                    "action": values["action"],
+                    "target_operator_id": decision.target_operator_id,
+                    "escalated": decision.escalated,
+                    "caller_raw": record.caller_raw,
+                    "caller_number": record.caller_number,
+                    "queue": record.queue,
+                    "linkedid": func.coalesce(stmt.excluded.linkedid, existing.linkedid),
+                    "channel": func.coalesce(stmt.excluded.channel, existing.channel),
+                },
+            )
+        await self._session.execute(stmt)
+
+    async def apply_record(self, record: CallRecord) -> None:
+        """Merge one AMI call record into the row keyed by (server_id, uniqueid).
+
+        Fields the record does not know are left alone: ``None`` and empty strings, zero
+        hold/talk seconds, ``transferred=False`` and ``outcome=in_progress`` (the
+        dataclass defaults) never overwrite what is stored. So a record applied twice
+        leaves the same row, and a late "in progress" record cannot undo a final outcome.
+        """
+        outcome = Outcome(record.outcome)
+        if record.hangup_by is not None and record.hangup_by not in HANGUP_BY:
+            raise ValueError(f"hangup_by must be 'caller' or 'operator', not {record.hangup_by!r}")
+        merge: dict[str, Any] = {}
+        for name in _MERGED_IF_KNOWN:
+            value = getattr(record, name)
+            if value is not None and value != "":
+                merge[name] = value
+        if record.hold_seconds:
+            merge["hold_seconds"] = record.hold_seconds
+        if record.talk_seconds:
+            merge["talk_seconds"] = record.talk_seconds
+        if outcome is not Outcome.IN_PROGRESS:
+            merge["outcome"] = outcome.value
+        if record.transferred:
+            merge["transferred"] = True
+        started_at = record.started_at or record.answered_at or record.ended_at or utcnow()
+        values: dict[str, Any] = {
+            "id": new_call_id(),
+            "server_id": record.server_id,
+            "uniqueid": record.uniqueid,
+            "caller_raw": "",
+            "hold_seconds": 0,
+            "talk_seconds": 0,
+            "outcome": Outcome.IN_PROGRESS.value,
+            "transferred": False,
+            "escalated": False,
+            **merge,
+            "started_at": started_at,
+        }
+        stmt = upsert_insert(self._session, CallRow).values(**values)
+        if merge:
+            stmt = stmt.on_conflict_do_update(index_elements=["server_id", "uniqueid"], set_=merge)
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["server_id", "uniqueid"])
+        await self._session.execute(stmt)
+
+    # --- display and follow-up ------------------------------------------------------
+
+    async def get(self, call_id: str) -> StoredCall | None:
+        row = await self._session.get(CallRow, call_id, populate_existing=True)
+        return _stored(row) if row is not None else None
+
+    async def get_by_uniqueid(self, uniqueid: str, server_id: str = "default") -> StoredCall | None:
+        row = await self._session.scalar(
+            select(CallRow)
+            .where(CallRow.server_id == server_id, CallRow.uniqueid == uniqueid)
+            .execution_options(populate_existing=True)
+        )
+        return _stored(row) if row is not None else None
+
+    async def recent_by_caller(self, number: str, limit: int = 20) -> list[StoredCall]:
+        """The caller's calls, newest first."""
+        rows = await self._session.scalars(
+            select(CallRow)
+            .where(CallRow.caller_number == number)
+            .order_by(CallRow.started_at.desc(), CallRow.id.desc())
+            .limit(limit)
+        )
+        return [_stored(r) for r in rows]
+
+    async def recent(self, *, operator_id: str | None = None, limit: int = 50) -> list[StoredCall]:
+        """The newest calls overall, or those answered by one operator."""
+        stmt = select(CallRow).order_by(CallRow.started_at.desc(), CallRow.id.desc()).limit(limit)
+        if operator_id is not None:
+            stmt = stmt.where(CallRow.operator_id == operator_id)
+        return [_stored(r) for r in await self._session.scalars(stmt)]
+
+    async def mark_resolved(self, call_id: str, resolved: bool | None) -> StoredCall:
+        """The operator's verdict on the call: resolved, not resolved, or unknown (None)."""
+        row = await self._row(call_id)
+        row.resolved = resolved
+        await self._session.flush()
+        return _stored(row)
+
+    async def set_note(self, call_id: str, note: str | None) -> StoredCall:
+        row = await self._row(call_id)
+        row.note = note
+        await self._session.flush()
+        return _stored(row)
+
+    async def _row(self, call_id: str) -> CallRow:
+        row = await self._session.get(CallRow, call_id, populate_existing=True)
+        if row is None:
+            raise NotFound(f"no call {call_id!r}")
+        return row
+
+
+_MERGED_IF_KNOWN = (
+    "linkedid",
+    "caller_raw",
+    "caller_number",
+    "queue",
+    "decision_id",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "operator_id",
+    "answered_interface",
+    "hangup_by",
+    "sticky_hit",
+    "fallback_cause",
+)
+
+
+def _stored(row: CallRow) -> StoredCall:
+    return StoredCall(
+        id=row.id,
+        caller_raw=row.caller_raw,
+        caller_number=row.caller_number,
+        queue=row.queue,
+        server_id=row.server_id,
+        uniqueid=row.uniqueid,
+        started_at=row.started_at,
+        outcome=Outcome(row.outcome),
+        linkedid=row.linkedid,
+        channel=row.channel,
+        decision_id=row.decision_id,
+        action=Action(row.action) if row.action else None,
+        target_operator_id=row.target_operator_id,
+        operator_id=row.operator_id,
+        answered_interface=row.answered_interface,
+        answered_at=row.answered_at,
+        ended_at=row.ended_at,
+        hold_seconds=row.hold_seconds,
+        talk_seconds=row.talk_seconds,
+        hangup_by=row.hangup_by,
+        transferred=row.transferred,
+        sticky_hit=row.sticky_hit,
+        fallback_cause=row.fallback_cause,
+        escalated=row.escalated,
+        resolved=row.resolved,
+        note=row.note,
+    )

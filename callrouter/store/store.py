@@ -1,0 +1,98 @@
+"""The Store facade: one transaction per use case, implementing the service ports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from callrouter.domain.model import Incident, Operator
+from callrouter.service.ports import CallerSnapshot, CallRecord, DecisionRecord
+from callrouter.store.audit import AuditRepository
+from callrouter.store.calls import CallRepository
+from callrouter.store.decisions import DecisionRepository
+from callrouter.store.flags import CallerFlagsRepository
+from callrouter.store.incidents import IncidentRepository
+from callrouter.store.operators import OperatorRepository
+from callrouter.store.snapshot import load_snapshot
+from callrouter.store.tickets import TicketRepository
+from callrouter.store.tokens import TokenRepository
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """The repositories of one unit of work, all on the same session."""
+
+    session: AsyncSession
+    operators: OperatorRepository
+    calls: CallRepository
+    tickets: TicketRepository
+    flags: CallerFlagsRepository
+    decisions: DecisionRepository
+    incidents: IncidentRepository
+    tokens: TokenRepository
+    audit: AuditRepository
+
+    @classmethod
+    def on(cls, session: AsyncSession) -> Transaction:
+        return cls(
+            session=session,
+            operators=OperatorRepository(session),
+            calls=CallRepository(session),
+            tickets=TicketRepository(session),
+            flags=CallerFlagsRepository(session),
+            decisions=DecisionRepository(session),
+            incidents=IncidentRepository(session),
+            tokens=TokenRepository(session),
+            audit=AuditRepository(session),
+        )
+
+
+class Store:
+    """Owns the sessionmaker. The ports (snapshot, operators, active_incidents, record,
+    write_call_records) each run in their own transaction; for anything else use
+    ``async with store.transaction() as tx:`` and the repositories on ``tx`` — it commits
+    when the block ends and rolls back if it raises.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self._sessions() as session, session.begin():
+            yield Transaction.on(session)
+
+    # CallerSnapshotSource
+    async def snapshot(self, number: str, now: datetime, lookback_seconds: int) -> CallerSnapshot:
+        async with self._sessions() as session, session.begin():
+            return await load_snapshot(session, number, now, lookback_seconds)
+
+    # OperatorDirectory
+    async def operators(self) -> Mapping[str, Operator]:
+        async with self.transaction() as tx:
+            return await tx.operators.all()
+
+    # IncidentSource
+    async def active_incidents(self, now: datetime) -> Sequence[Incident]:
+        async with self.transaction() as tx:
+            return await tx.incidents.active(now)
+
+    # DecisionLog
+    async def record(self, record: DecisionRecord) -> None:
+        """The decision row and the call row it opens, in one transaction."""
+        async with self._sessions() as session, session.begin():
+            await DecisionRepository(session).insert(record)
+            await CallRepository(session).open_from_decision(record)
+
+    # CallRecordSink
+    async def write_call_records(self, records: Sequence[CallRecord]) -> None:
+        if not records:
+            return
+        async with self._sessions() as session, session.begin():
+            calls = CallRepository(session)
+            for record in records:
+                await calls.apply_record(record)
