@@ -1,0 +1,567 @@
+"""Follows each inbound call through the AMI event stream and says how it ended.
+
+Synchronous and I/O-free: fed one parsed event at a time with the receive time, it
+calls ``on_record`` when a call ends and ``on_answered`` when someone picks it up.
+
+Asterisk does not keep a stable order between event types (``ami/rerun/`` traces):
+AgentComplete may come before or after the caller's Hangup (during ``core stop now``
+it comes after, without any caller header), QueueCallerAbandon before or after the
+Hangup. So nothing is decided when an event arrives; facts are collected per call and
+the outcome is computed when the call is complete, or after a short grace period.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from callrouter.ami.interfaces import InterfaceMap, channel_key
+from callrouter.ami.message import AmiMessage, OnceLog, to_int
+from callrouter.domain.model import Outcome
+from callrouter.service.ports import CallRecord
+
+log = logging.getLogger(__name__)
+
+DECISION_VAR = "CALLROUTER_DECISION"
+TARGET_VAR = "CALLROUTER_TARGET"
+_FAILED_DIAL = frozenset({"CHANUNAVAIL", "CONGESTION", "INVALIDARGS"})
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswered:
+    """Someone picked the call up: the screen-pop fires on this."""
+
+    server_id: str
+    uniqueid: str
+    operator_id: str | None
+    interface: str | None
+    caller_number: str | None
+    caller_name: str | None
+    decision_id: str | None
+    queue: str | None
+    linkedid: str | None = None
+
+
+@dataclass(slots=True)
+class _Dial:
+    dest_uniqueid: str
+    dest_channel: str
+    begun_at: float
+    status: str | None = None
+    ended_at: float | None = None
+
+
+@dataclass(slots=True)
+class _Call:
+    uniqueid: str
+    started_at: float
+    adopted: bool = False
+    channel: str | None = None
+    linkedid: str | None = None
+    caller_number: str | None = None
+    caller_name: str | None = None
+    queue: str | None = None
+    decision_id: str | None = None
+    target_operator_id: str | None = None
+    queue_joined: bool = False
+    queue_left: bool = False
+    abandoned: bool = False
+    hold_seconds: int | None = None
+    talk_seconds: int | None = None
+    rung: list[str] = field(default_factory=list)
+    ring_no_answer: list[tuple[str, float]] = field(default_factory=list)
+    member_uids: set[str] = field(default_factory=set)  # legs app_queue rang
+    dials: dict[str, _Dial] = field(default_factory=dict)
+    connected_interface: str | None = None  # AgentConnect
+    connected_member_uid: str | None = None
+    completed: bool = False  # AgentComplete
+    answered_at: float | None = None
+    bridged_at: float | None = None
+    unbridged_at: float | None = None
+    first_leaver: str | None = None  # "caller" | "operator", for direct dials
+    hangup_by: str | None = None
+    transferred: bool = False
+    hung_up_at: float | None = None
+    pending_since: float | None = None
+    answered_sent: bool = False
+
+
+def _epoch(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+class CallTracker:
+    """State machine over AMI events, keyed by the caller channel's Uniqueid."""
+
+    def __init__(
+        self,
+        interfaces: InterfaceMap,
+        *,
+        server_id: str = "default",
+        on_record: Callable[[CallRecord], None] | None = None,
+        on_answered: Callable[[CallAnswered], None] | None = None,
+        decision_var: str = DECISION_VAR,
+        target_var: str = TARGET_VAR,
+        grace_seconds: float = 1.0,
+        max_call_seconds: float = 6 * 3600,
+        remember_finished: int = 20_000,
+    ) -> None:
+        self.interfaces = interfaces
+        self.server_id = server_id
+        self.on_record = on_record or (lambda r: None)
+        self.on_answered = on_answered or (lambda a: None)
+        self.decision_var = decision_var
+        self.target_var = target_var
+        self.grace_seconds = grace_seconds
+        self.max_call_seconds = max_call_seconds
+        self._remember = remember_finished
+        self.calls: dict[str, _Call] = {}
+        self._member_of: dict[str, str] = {}  # member leg uniqueid -> caller uniqueid
+        self._expected: dict[str, tuple[str | None, str | None]] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._pending: set[str] = set()
+        self.anomaly = OnceLog(log)
+        self.events_applied = 0
+        self.records_emitted = 0
+        self.handlers: dict[str, Callable[[AmiMessage, float], None]] = {
+            "VarSet": self.on_var_set,
+            "QueueCallerJoin": self.on_queue_caller_join,
+            "AgentCalled": self.on_agent_called,
+            "AgentRingNoAnswer": self.on_agent_ring_no_answer,
+            "AgentConnect": self.on_agent_connect,
+            "AgentComplete": self.on_agent_complete,
+            "QueueCallerAbandon": self.on_queue_caller_abandon,
+            "QueueCallerLeave": self.on_queue_caller_leave,
+            "DialBegin": self.on_dial_begin,
+            "DialEnd": self.on_dial_end,
+            "BridgeEnter": self.on_bridge_enter,
+            "BridgeLeave": self.on_bridge_leave,
+            "Hangup": self.on_hangup,
+            "BlindTransfer": self.on_transfer,
+            "AttendedTransfer": self.on_transfer,
+        }
+
+    # -- entry points ---------------------------------------------------------------
+
+    def feed(self, msg: AmiMessage, now: float) -> None:
+        handler = self.handlers.get(msg.name or "")
+        if handler is not None:
+            handler(msg, now)
+
+    def expect(self, uniqueid: str, decision_id: str | None,
+               target_operator_id: str | None) -> None:
+        """The FastAGI side tells which decision a channel carries (no VarSet needed)."""
+        call = self.calls.get(uniqueid)
+        if call is not None:
+            call.adopted = True
+            call.decision_id = decision_id or call.decision_id
+            call.target_operator_id = target_operator_id or call.target_operator_id
+        elif uniqueid not in self._finished:
+            self._expected[uniqueid] = (decision_id, target_operator_id)
+            if len(self._expected) > self._remember:
+                self._expected.pop(next(iter(self._expected)))
+
+    def tick(self, now: float) -> None:
+        """Close calls whose grace period ran out, and calls far too old to be alive."""
+        for uid in list(self._pending):
+            call = self.calls.get(uid)
+            if call is None:
+                self._pending.discard(uid)
+            elif call.pending_since is not None and now - call.pending_since >= self.grace_seconds:
+                self._finish(call)
+        if self.max_call_seconds:
+            for call in list(self.calls.values()):
+                if now - call.started_at > self.max_call_seconds:
+                    self.anomaly("call without Hangup expired", call.uniqueid)
+                    if call.hung_up_at is None:
+                        call.hung_up_at = now
+                    self._finish(call)
+
+    def flush_all(self, now: float) -> None:
+        """Asterisk went away (Shutdown): every call it had is over."""
+        for call in list(self.calls.values()):
+            if call.hung_up_at is None:
+                call.hung_up_at = now
+            self._finish(call)
+        self._member_of.clear()
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _ts(self, msg: AmiMessage, now: float) -> float:
+        # timestampevents=yes is not the default: fall back to the receive time.
+        ts = msg.headers.get("Timestamp")
+        if ts:
+            try:
+                return float(ts)
+            except ValueError:
+                self.anomaly("unparseable Timestamp", ts)
+        return now
+
+    def _call(self, msg: AmiMessage, now: float, adopt: bool) -> _Call | None:
+        h = msg.headers
+        uid = h.get("Uniqueid")
+        if not uid:
+            return None
+        call = self.calls.get(uid)
+        if call is None:
+            if uid in self._finished:
+                self.anomaly("event for a call already ended", f"{msg.name} {uid}")
+                return None
+            if uid in self._member_of:  # a member leg, not a caller
+                return None
+            call = _Call(uniqueid=uid, started_at=self._ts(msg, now))
+            expected = self._expected.pop(uid, None)
+            if expected is not None:
+                call.adopted = True
+                call.decision_id, call.target_operator_id = expected
+            self.calls[uid] = call
+        if adopt:
+            call.adopted = True
+        if call.channel is None:
+            call.channel = h.get("Channel")
+            call.linkedid = h.get("Linkedid")
+            num = h.get("CallerIDNum")
+            call.caller_number = None if num in (None, "", "<unknown>") else num
+            name = h.get("CallerIDName")
+            call.caller_name = None if name in (None, "", "<unknown>") else name
+        return call
+
+    def _tracked(self, msg: AmiMessage) -> _Call | None:
+        uid = msg.headers.get("Uniqueid")
+        return self.calls.get(uid) if uid else None
+
+    def _link_member(self, call: _Call, member_uid: str | None) -> None:
+        if member_uid:
+            call.member_uids.add(member_uid)
+            self._member_of[member_uid] = call.uniqueid
+
+    def _announce(self, call: _Call, operator_id: str | None, interface: str | None) -> None:
+        if call.answered_sent or not call.adopted:
+            return
+        call.answered_sent = True
+        self.on_answered(CallAnswered(
+            server_id=self.server_id, uniqueid=call.uniqueid,
+            operator_id=operator_id, interface=interface, caller_number=call.caller_number,
+            caller_name=call.caller_name, decision_id=call.decision_id,
+            queue=call.queue, linkedid=call.linkedid))
+
+    # -- handlers (the event table) -------------------------------------------------
+
+    def on_var_set(self, msg: AmiMessage, now: float) -> None:
+        var = msg.headers.get("Variable")
+        if not var:
+            return
+        if var[0] == "_":
+            var = var.lstrip("_")
+        if var != self.decision_var and var != self.target_var:
+            return
+        uid = msg.headers.get("Uniqueid")
+        if uid in self._member_of:  # inherited by a member leg
+            return
+        call = self._call(msg, now, adopt=True)
+        if call is None:
+            return
+        value = msg.headers.get("Value") or None
+        if var == self.decision_var:
+            call.decision_id = value
+        else:
+            call.target_operator_id = value
+        self.events_applied += 1
+
+    def on_queue_caller_join(self, msg: AmiMessage, now: float) -> None:
+        call = self._call(msg, now, adopt=True)
+        if call is None:
+            self.anomaly("QueueCallerJoin without Uniqueid")
+            return
+        # "Priority" here is the dialplan priority, not the queue priority: not read.
+        call.queue_joined = True
+        call.queue = msg.headers.get("Queue") or call.queue
+        self.events_applied += 1
+
+    def on_agent_called(self, msg: AmiMessage, now: float) -> None:
+        call = self._call(msg, now, adopt=True)
+        if call is None:
+            return
+        call.rung.append(msg.headers.get("Interface") or msg.headers.get("MemberName") or "?")
+        self._link_member(call, msg.headers.get("DestUniqueid"))
+        self.events_applied += 1
+
+    def on_agent_ring_no_answer(self, msg: AmiMessage, now: float) -> None:
+        call = self._call(msg, now, adopt=True)
+        if call is None:
+            return
+        # RingTime is milliseconds here, seconds in AgentConnect.
+        ring_s = to_int(msg.headers.get("RingTime")) / 1000.0
+        call.ring_no_answer.append((msg.headers.get("Interface") or "?", ring_s))
+        self._link_member(call, msg.headers.get("DestUniqueid"))
+        self.events_applied += 1
+
+    def on_agent_connect(self, msg: AmiMessage, now: float) -> None:
+        call = self._call(msg, now, adopt=True)
+        if call is None:
+            self.anomaly("AgentConnect without caller Uniqueid")
+            return
+        h = msg.headers
+        call.queue = h.get("Queue") or call.queue
+        call.connected_interface = h.get("Interface")
+        call.connected_member_uid = h.get("DestUniqueid")
+        self._link_member(call, call.connected_member_uid)
+        call.hold_seconds = to_int(h.get("HoldTime"))
+        if call.answered_at is None:
+            call.answered_at = self._ts(msg, now)
+        self.events_applied += 1
+        self._announce(call, self.interfaces.operator_for_interface(call.connected_interface),
+                       call.connected_interface)
+
+    def on_agent_complete(self, msg: AmiMessage, now: float) -> None:
+        h = msg.headers
+        call = self._tracked(msg)
+        if call is None and "Uniqueid" in h:
+            call = self._call(msg, now, adopt=True)  # a call that began before we listened
+        if call is None:
+            # During "core stop now" the caller channel is gone: no caller headers at all.
+            owner = self._member_of.get(h.get("DestUniqueid") or "")
+            call = self.calls.get(owner) if owner else None
+        if call is None:
+            call = self._by_interface_and_queue(h.get("Interface"), h.get("Queue"))
+        if call is None:
+            self.anomaly("AgentComplete for an unknown call", h.get("DestUniqueid") or "")
+            return
+        if call.connected_interface is None:
+            call.connected_interface = h.get("Interface")
+            call.connected_member_uid = h.get("DestUniqueid")
+            call.queue = h.get("Queue") or call.queue
+        if call.hold_seconds is None:
+            call.hold_seconds = to_int(h.get("HoldTime"))
+        call.talk_seconds = to_int(h.get("TalkTime"))
+        reason = (h.get("Reason") or "").lower()
+        if reason == "caller":
+            call.hangup_by = "caller"
+        elif reason == "agent":
+            call.hangup_by = "operator"
+        elif reason == "transfer":
+            call.transferred = True
+        call.completed = True
+        self.events_applied += 1
+        self._maybe_finish(call, now)
+
+    def _by_interface_and_queue(self, interface: str | None, queue: str | None) -> _Call | None:
+        if not interface:
+            return None
+        for call in self.calls.values():
+            if (call.connected_interface == interface and not call.completed
+                    and (queue is None or call.queue == queue)):
+                return call
+        return None
+
+    def on_queue_caller_abandon(self, msg: AmiMessage, now: float) -> None:
+        call = self._call(msg, now, adopt=True)
+        if call is None:
+            return
+        call.abandoned = True
+        call.queue_joined = True
+        call.queue = msg.headers.get("Queue") or call.queue
+        call.hold_seconds = to_int(msg.headers.get("HoldTime"))
+        self.events_applied += 1
+        self._maybe_finish(call, now)
+
+    def on_queue_caller_leave(self, msg: AmiMessage, now: float) -> None:
+        call = self._tracked(msg)
+        if call is None:
+            return
+        call.queue_left = True
+        self.events_applied += 1
+        self._maybe_finish(call, now)
+
+    def on_dial_begin(self, msg: AmiMessage, now: float) -> None:
+        h = msg.headers
+        if "Uniqueid" not in h:  # an Originate's own dial: no calling channel
+            return
+        dest_uid = h.get("DestUniqueid")
+        if not dest_uid:
+            return
+        # Not adopted: a dial from an untracked channel (an operator calling out) is
+        # only kept if the channel turns out to be a routed or queued call.
+        call = self._call(msg, now, adopt=False)
+        if call is None:
+            return
+        call.dials[dest_uid] = _Dial(dest_uid, h.get("DestChannel") or "", self._ts(msg, now))
+        self._member_of[dest_uid] = call.uniqueid
+        self.events_applied += 1
+
+    def on_dial_end(self, msg: AmiMessage, now: float) -> None:
+        h = msg.headers
+        call = self._tracked(msg)
+        if call is None:
+            return
+        dest_uid = h.get("DestUniqueid") or ""
+        dial = call.dials.get(dest_uid)
+        if dial is None:
+            dial = _Dial(dest_uid, h.get("DestChannel") or "", self._ts(msg, now))
+            call.dials[dest_uid] = dial
+            self._member_of[dest_uid] = call.uniqueid
+        status = (h.get("DialStatus") or "").upper()
+        if not status:
+            self.anomaly("DialEnd without DialStatus")
+        dial.status = status or None
+        dial.ended_at = self._ts(msg, now)
+        self.events_applied += 1
+        if status == "ANSWER" and not call.queue_joined and dest_uid not in call.member_uids:
+            if call.answered_at is None:
+                call.answered_at = dial.ended_at
+            self._announce(call, self.interfaces.operator_for_channel(dial.dest_channel),
+                           self.interfaces.interface_of_channel(dial.dest_channel))
+
+    def on_bridge_enter(self, msg: AmiMessage, now: float) -> None:
+        call = self._tracked(msg)
+        if call is not None and call.bridged_at is None:
+            call.bridged_at = self._ts(msg, now)
+            self.events_applied += 1
+
+    def on_bridge_leave(self, msg: AmiMessage, now: float) -> None:
+        uid = msg.headers.get("Uniqueid") or ""
+        call = self.calls.get(uid)
+        if call is not None:
+            call.unbridged_at = self._ts(msg, now)
+            if call.first_leaver is None and call.bridged_at is not None:
+                call.first_leaver = "caller"
+            self.events_applied += 1
+            return
+        owner = self._member_of.get(uid)
+        if owner is not None:
+            call = self.calls.get(owner)
+            if call is not None and call.first_leaver is None and call.bridged_at is not None:
+                call.first_leaver = "operator"
+
+    def on_hangup(self, msg: AmiMessage, now: float) -> None:
+        uid = msg.headers.get("Uniqueid") or ""
+        call = self.calls.get(uid)
+        if call is None:
+            owner = self._member_of.get(uid)
+            if owner is not None:
+                member_call = self.calls.get(owner)
+                if (member_call is not None and member_call.first_leaver is None
+                        and member_call.bridged_at is not None and member_call.unbridged_at is None
+                        and uid in member_call.dials
+                        and member_call.dials[uid].status == "ANSWER"):
+                    member_call.first_leaver = "operator"
+            return
+        if call.hung_up_at is None:
+            call.hung_up_at = self._ts(msg, now)
+        self.events_applied += 1
+        if not call.adopted:
+            self._drop(call)
+            return
+        self._maybe_finish(call, now)
+
+    def on_transfer(self, msg: AmiMessage, now: float) -> None:
+        for key, value in msg.headers.items():
+            if not key.endswith("Uniqueid"):
+                continue
+            call = self.calls.get(value) or self.calls.get(self._member_of.get(value, ""))
+            if call is not None:
+                call.transferred = True
+                self.events_applied += 1
+
+    # -- ending ---------------------------------------------------------------------
+
+    def _maybe_finish(self, call: _Call, now: float) -> None:
+        if call.hung_up_at is None:
+            return
+        waiting_for_complete = call.connected_interface is not None and not call.completed
+        waiting_for_queue = call.queue_joined and not (call.queue_left or call.abandoned
+                                                       or call.connected_interface)
+        if waiting_for_complete or waiting_for_queue:
+            if call.pending_since is None:
+                call.pending_since = now
+                self._pending.add(call.uniqueid)
+            return
+        self._finish(call)
+
+    def _drop(self, call: _Call) -> None:
+        self.calls.pop(call.uniqueid, None)
+        self._pending.discard(call.uniqueid)
+        for uid in call.member_uids:
+            self._member_of.pop(uid, None)
+        for uid in call.dials:
+            self._member_of.pop(uid, None)
+        self._finished[call.uniqueid] = None
+        while len(self._finished) > self._remember:
+            self._finished.popitem(last=False)
+
+    def _finish(self, call: _Call) -> None:
+        self._drop(call)
+        if not call.adopted:
+            return
+        self.records_emitted += 1
+        self.on_record(self.record_of(call))
+
+    def record_of(self, call: _Call) -> CallRecord:
+        direct = [d for uid, d in call.dials.items() if uid not in call.member_uids]
+        answered_direct = next((d for d in direct if d.status == "ANSWER"), None)
+        failed_direct = [d for d in direct if d.status and d.status != "ANSWER"]
+        fallback_cause = failed_direct[-1].status if failed_direct else None
+
+        interface: str | None
+        if call.connected_interface is not None:
+            interface = call.connected_interface
+            operator_id = self.interfaces.operator_for_interface(interface)
+            hold = call.hold_seconds or 0
+            talk = call.talk_seconds
+            if talk is None:  # AgentComplete never came (shutdown): use the bridge times
+                talk = _span(call.bridged_at, call.unbridged_at or call.hung_up_at)
+            hangup_by = call.hangup_by
+        elif answered_direct is not None:
+            operator_id = self.interfaces.operator_for_channel(answered_direct.dest_channel)
+            interface = self.interfaces.interface_of_channel(answered_direct.dest_channel)
+            hold = _span(answered_direct.begun_at, answered_direct.ended_at)
+            talk = _span(call.bridged_at or answered_direct.ended_at,
+                         call.unbridged_at or call.hung_up_at)
+            hangup_by = call.first_leaver or "caller"
+        else:
+            interface = operator_id = None
+            hold = call.hold_seconds if call.hold_seconds is not None else _span(
+                call.started_at, call.hung_up_at)
+            talk = 0
+            hangup_by = "caller" if call.abandoned else None
+
+        if interface is not None:
+            outcome = Outcome.ANSWERED
+        elif call.abandoned:
+            outcome = Outcome.ABANDONED
+        elif failed_direct and all(d.status in _FAILED_DIAL for d in failed_direct) \
+                and not call.queue_joined:
+            outcome = Outcome.FAILED
+        elif failed_direct and failed_direct[-1].status == "CANCEL":
+            outcome = Outcome.ABANDONED  # the caller hung up while the target rang
+            hangup_by = "caller"
+        elif failed_direct or call.rung or call.queue_joined:
+            outcome = Outcome.NO_ANSWER
+        else:
+            outcome = Outcome.ABANDONED  # hung up before anyone was tried
+            hangup_by = "caller"
+
+        sticky_hit: bool | None = None
+        if call.target_operator_id:
+            sticky_hit = operator_id is not None and operator_id == call.target_operator_id
+        return CallRecord(
+            uniqueid=call.uniqueid, server_id=self.server_id, linkedid=call.linkedid,
+            caller_raw=call.caller_number, caller_number=call.caller_number,
+            queue=call.queue, decision_id=call.decision_id,
+            started_at=_epoch(call.started_at), answered_at=_epoch(call.answered_at),
+            ended_at=_epoch(call.hung_up_at), operator_id=operator_id,
+            answered_interface=interface, hold_seconds=hold, talk_seconds=talk or 0,
+            outcome=outcome.value, hangup_by=hangup_by, transferred=call.transferred,
+            sticky_hit=sticky_hit, fallback_cause=fallback_cause)
+
+
+def _span(start: float | None, end: float | None) -> int:
+    if start is None or end is None or end < start:
+        return 0
+    return int(end - start + 0.5)
+
+
+__all__ = ["DECISION_VAR", "TARGET_VAR", "CallAnswered", "CallTracker", "channel_key"]
