@@ -166,6 +166,20 @@ async def set_variables(channel: AgiChannel, values: Mapping[str, str]) -> int:
     return trips
 
 
+class QueueOnlyRouter:
+    """A router that always answers with the entry queue: the classic entry's stand-in when
+    the real router cannot be built (fail open)."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    async def route_call(self, call: InboundCall, now: datetime | None = None) -> DecisionRecord:
+        return last_resort_record(call, ReasonCode.FALLBACK_ERROR, self.why)
+
+    def fallback(self, call: InboundCall, code: ReasonCode, text: str) -> DecisionRecord:
+        return last_resort_record(call, code, text)
+
+
 class RouteHandler:
     """Handler of the ``route`` AGI route. Fails open: any trouble gives the entry queue."""
 
@@ -185,10 +199,11 @@ class RouteHandler:
         self.observer = observer or SessionObserver()
 
     async def __call__(self, session: AgiSession) -> None:
+        started = time.perf_counter()
         call = inbound_call(session.env, default_queue=self.default_queue,
                             server_id=self.server_id)
         record, fallback = await self.decide(call)
-        await self._deliver(session, call, record, fallback)
+        await self._deliver(session, call, record, fallback, started)
 
     async def on_unknown_route(self, session: AgiSession) -> None:
         """An ``agi://host/<something else>`` call: still give the caller the normal queue."""
@@ -198,7 +213,8 @@ class RouteHandler:
         log.warning("%s from %s; letting the call through to queue %s",
                     text, session.peer or "?", call.queue)
         record = self._fallback(call, ReasonCode.FALLBACK_BAD_INPUT, text)
-        await self._deliver(session, call, record, ReasonCode.FALLBACK_BAD_INPUT)
+        await self._deliver(session, call, record, ReasonCode.FALLBACK_BAD_INPUT,
+                            time.perf_counter())
 
     async def decide(self, call: InboundCall) -> tuple[DecisionRecord, ReasonCode | None]:
         """The router's decision within the budget, else its fallback (never raises).
@@ -241,8 +257,8 @@ class RouteHandler:
         call: InboundCall,
         record: DecisionRecord,
         fallback: ReasonCode | None,
+        started: float,
     ) -> None:
-        started = time.perf_counter()
         values = channel_variables(record, default_queue=call.queue or self.default_queue)
         await set_variables(session.channel, values)
         self.observer.decision(record, time.perf_counter() - started, fallback)

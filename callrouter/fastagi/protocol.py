@@ -14,6 +14,7 @@ import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urlsplit
 
 ENV_TIMEOUT = 2.0
@@ -161,6 +162,16 @@ def quote_arg(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+class LineWriter(Protocol):
+    """The writing half: an asyncio.StreamWriter, or the classic entry's stdout writer."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class AgiChannel:
     """One AGI conversation over a stream pair (FastAGI socket or classic stdin/stdout).
 
@@ -170,7 +181,7 @@ class AgiChannel:
     def __init__(
         self,
         reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        writer: LineWriter,
         *,
         command_timeout: float = COMMAND_TIMEOUT,
     ) -> None:
