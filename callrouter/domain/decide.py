@@ -23,6 +23,7 @@ from callrouter.domain.reasons import ReasonCode as R
 from callrouter.domain.rules import HistoryScope, QueueRules, Rules, StickyMode
 
 _WAITABLE = (OperatorState.IN_CALL, OperatorState.RINGING)
+_ABUSIVE_NO_SPECIALIST = "abusive callers are not sent straight to specialists"
 
 
 @dataclass(slots=True)
@@ -36,7 +37,10 @@ class _Draft:
     announcements: list[str] = field(default_factory=list)
 
     def note(self, code: R, text: str) -> None:
-        self.notes.append(Reason(code, text))
+        # two rules may find the same thing (an opted-out specialist is also the sticky one)
+        reason = Reason(code, text)
+        if reason not in self.notes:
+            self.notes.append(reason)
 
     def finish(
         self,
@@ -180,12 +184,15 @@ def _last_answered(
             skipped_short = True
             continue
         if skipped_short:
-            draft.note(
-                R.SHORT_CALL_IGNORED,
-                f"calls under {qr.min_talk_seconds} s of talk are not counted",
-            )
+            _note_short(qr, draft)
         return call
+    if skipped_short:
+        _note_short(qr, draft)
     return None
+
+
+def _note_short(qr: QueueRules, draft: _Draft) -> None:
+    draft.note(R.SHORT_CALL_IGNORED, f"calls under {qr.min_talk_seconds} s of talk are not counted")
 
 
 # --- targets ---------------------------------------------------------------------------
@@ -267,7 +274,7 @@ def _specialist_continuity(
         if known is None or known.tier is not Tier.SPECIALIST:
             continue
         if ctx.flags.abusive:
-            draft.note(R.ABUSIVE_PROTECTED, "abusive callers are not sent straight to specialists")
+            draft.note(R.ABUSIVE_PROTECTED, _ABUSIVE_NO_SPECIALIST)
             return None
         if _blocked(ctx, operator_id, draft):
             continue
@@ -358,6 +365,11 @@ def _sticky(
         draft.note(R.STICKY_OFF, "sticky routing is off for this queue")
         return None
     if _blocked(ctx, last.operator_id, draft):
+        return None
+    known = ctx.operators.get(last.operator_id)
+    if ctx.flags.abusive and known is not None and known.tier is Tier.SPECIALIST:
+        # specialist continuity already refused them; sticky must not let them in sideways
+        draft.note(R.ABUSIVE_PROTECTED, _ABUSIVE_NO_SPECIALIST)
         return None
     strict = qr.sticky_mode is StickyMode.STRICT
     fallback = (qr.strict_fallback_queue or draft.queue) if strict else draft.queue
