@@ -1,0 +1,87 @@
+"""Small builders of the values the store tests write."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from callrouter.domain.model import Action, Decision
+from callrouter.domain.reasons import Reason, ReasonCode
+from callrouter.service.ports import CallRecord, DecisionRecord
+
+NOW = datetime(2025, 3, 14, 12, 0, 0, 123456, tzinfo=UTC)
+CALLER = "+79123456789"
+OTHER = "+79990000000"
+
+
+def ago(**kwargs: float) -> datetime:
+    return NOW - timedelta(**kwargs)
+
+
+def decision(
+    *codes: ReasonCode,
+    action: Action = Action.QUEUE,
+    target: str | None = None,
+    escalated: bool = False,
+) -> Decision:
+    codes = codes or (ReasonCode.NEW_CALLER,)
+    return Decision(
+        action=action,
+        queue="support",
+        priority=5,
+        reasons=tuple(Reason(c, f"because {c}") for c in codes),
+        target_operator_id=target,
+        target_interface=f"PJSIP/{target}" if target else None,
+        wait_seconds=20 if target else 0,
+        announcement="callrouter/your-operator" if target else None,
+        escalated=escalated,
+    )
+
+
+def decision_record(
+    *,
+    at: datetime = NOW,
+    number: str | None = CALLER,
+    uniqueid: str | None = None,
+    dec: Decision | None = None,
+    server_id: str = "default",
+) -> DecisionRecord:
+    return DecisionRecord(
+        id=uuid.uuid4().hex,
+        decided_at=at,
+        caller_raw=number.lstrip("+") if number else "anonymous",
+        caller_number=number,
+        queue="support",
+        decision=dec or decision(),
+        latency_ms=1.25,
+        uniqueid=uniqueid,
+        linkedid=uniqueid,
+        channel="PJSIP/trunk-00000001" if uniqueid else None,
+        server_id=server_id,
+        inputs={"recent_calls": 2, "ticket": None, "tags": ["a", "b"]},
+    )
+
+
+def answered(
+    uniqueid: str,
+    *,
+    started: datetime,
+    operator: str = "alice",
+    talk: int = 120,
+    number: str = CALLER,
+) -> CallRecord:
+    return CallRecord(
+        uniqueid=uniqueid,
+        caller_raw=number.lstrip("+"),
+        caller_number=number,
+        queue="support",
+        started_at=started,
+        answered_at=started + timedelta(seconds=10),
+        ended_at=started + timedelta(seconds=10 + talk),
+        operator_id=operator,
+        answered_interface=f"PJSIP/{operator}",
+        hold_seconds=10,
+        talk_seconds=talk,
+        outcome="answered",
+        hangup_by="caller",
+    )
