@@ -57,7 +57,8 @@ class _Dial:
 @dataclass(slots=True)
 class _Call:
     uniqueid: str
-    started_at: float
+    started_at: float  # Asterisk's clock (Timestamp header) when it has one
+    seen_at: float = 0.0  # our clock: expiry never mixes the two
     adopted: bool = False
     channel: str | None = None
     linkedid: str | None = None
@@ -174,7 +175,7 @@ class CallTracker:
                 self._finish(call)
         if self.max_call_seconds:
             for call in list(self.calls.values()):
-                if now - call.started_at > self.max_call_seconds:
+                if now - call.seen_at > self.max_call_seconds:
                     self.anomaly("call without Hangup expired", call.uniqueid)
                     if call.hung_up_at is None:
                         call.hung_up_at = now
@@ -212,7 +213,7 @@ class CallTracker:
                 return None
             if uid in self._member_of:  # a member leg, not a caller
                 return None
-            call = _Call(uniqueid=uid, started_at=self._ts(msg, now))
+            call = _Call(uniqueid=uid, started_at=self._ts(msg, now), seen_at=now)
             expected = self._expected.pop(uid, None)
             if expected is not None:
                 call.adopted = True
