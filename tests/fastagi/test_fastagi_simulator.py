@@ -43,8 +43,9 @@ def test_env_block_withheld_and_args_match() -> None:
 @needs_traces
 @pytest.mark.parametrize("name", ["agi-basic", "agi-errors"])
 def test_replaying_server_commands_gives_asterisk_replies(name: str) -> None:
-    model = ChannelModel(channel="Local/s@%s-0000000%d;2" % (name, 0 if name == "agi-basic" else 1),
-                         caller="5551234", caller_name="Alice Example")
+    number = 0 if name == "agi-basic" else 1
+    model = ChannelModel(channel=f"Local/s@{name}-0000000{number};2", caller="5551234",
+                         caller_name="Alice Example")
     for command, reply in exchanges(TRACES / f"{name}.transcript"):
         assert model.answer(command[:-1]) == reply, command
 
