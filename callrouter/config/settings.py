@@ -74,10 +74,25 @@ class AmiSettings(_Section):
     username: str = ""
     secret: SecretStr = SecretStr("")
     # The manager login's Events: "on", "off" or a class list such as "call,agent,system".
-    events: str = Field(default="on", pattern=r"^(on|off|[a-z]+(,[a-z]+)*)$")
+    events: str = "on"
     ping_interval: int = Field(default=10, ge=1, le=3600)
-    server_id: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    server_id: str = "default"
     journal_path: Path | None = None
+
+    @field_validator("events")
+    @classmethod
+    def _event_classes(cls, value: str) -> str:
+        if not re.fullmatch(r"on|off|[a-z]+(,[a-z]+)*", value):
+            raise ValueError("expected on, off or event classes such as call,agent,system")
+        return value
+
+    @field_validator("server_id")
+    @classmethod
+    def _server_name(cls, value: str) -> str:
+        # Tags events and rows: kept to characters that need no quoting anywhere.
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+            raise ValueError("expected letters, digits, '-', '_' or '.' (at most 64)")
+        return value
 
     @model_validator(mode="after")
     def _login_when_enabled(self) -> AmiSettings:
