@@ -113,8 +113,8 @@ class CallRepository:
                     "caller_raw": record.caller_raw,
                     "caller_number": record.caller_number,
                     "queue": record.queue,
-                    "linkedid": func.coalesce(stmt.excluded.linkedid, existing.linkedid),
-                    "channel": func.coalesce(stmt.excluded.channel, existing.channel),
+                    "linkedid": func.coalesce(existing.linkedid, stmt.excluded.linkedid),
+                    "channel": func.coalesce(existing.channel, stmt.excluded.channel),
                 },
             )
         await self._session.execute(stmt)
