@@ -473,8 +473,8 @@ class CallTracker:
         if call.hung_up_at is None:
             return
         waiting_for_complete = call.connected_interface is not None and not call.completed
-        waiting_for_queue = call.queue_joined and not (call.queue_left or call.abandoned
-                                                       or call.connected_interface)
+        # An unanswered queue call may still get its QueueCallerAbandon after the Hangup.
+        waiting_for_queue = call.queue_joined and not (call.abandoned or call.connected_interface)
         if waiting_for_complete or waiting_for_queue:
             if call.pending_since is None:
                 call.pending_since = now

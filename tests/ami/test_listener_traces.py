@@ -7,7 +7,6 @@ import pytest
 from callrouter.domain.model import OperatorState
 from tests.ami.conftest import TRACES, trace, until
 
-pytestmark = pytest.mark.asyncio
 
 QUEUE_CASES = [
     # trace, operator, hold, talk, hangup_by
