@@ -77,7 +77,7 @@ class ListenerStatus:
                 "reconnects": self.reconnects, "events": self.events}
 
 
-class _Protocol(AMIProtocol):
+class _Protocol(AMIProtocol):  # type: ignore[misc]
     """panoramisk's protocol with our parser; responses still resolve panoramisk futures."""
 
     def connection_made(self, transport: Any) -> None:
@@ -124,8 +124,8 @@ class _Manager(Manager):  # type: ignore[misc]
         super().__init__(**config)
         self.listener = listener
         self.reconnect_timeout = listener.settings.backoff_min  # panoramisk int()s it
-        self.ping_interval = listener.settings.ping_interval  # type: ignore[assignment]
-        self.ping_delay = listener.settings.ping_interval  # type: ignore[assignment]
+        self.ping_interval = listener.settings.ping_interval
+        self.ping_delay = listener.settings.ping_interval
         self.stopped = False
 
     def connect(self, run_forever: bool = False, on_startup: Any = None,

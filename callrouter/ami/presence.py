@@ -195,9 +195,9 @@ class PresenceBook:
                 fresh[key] = MemberView(old.interface, old.name, {}, old.device_status,
                                         old.last_seen)
         for key, view in fresh.items():
-            old = self.members.get(key)
-            if old is not None and view.device_status is None:
-                view.device_status = old.device_status
+            prev = self.members.get(key)
+            if prev is not None and view.device_status is None:
+                view.device_status = prev.device_status
         self.members = fresh
         self.connected = True
         self._recompute_all(now)
@@ -215,12 +215,14 @@ class PresenceBook:
     def _view(self, table: dict[str, MemberView], interface: str, name: str | None,
               now: float) -> MemberView:
         key = interface_key(interface)
-        view = table.get(key)
-        if view is None:
+        found = table.get(key)
+        if found is None:
             view = table[key] = MemberView(interface=interface)
             if self.interfaces.operator_for_interface(interface) is None:
                 log.info("AMI: queue member %s (%s) is not mapped to any operator",
                          interface, name or "-")
+        else:
+            view = found
         if name:
             view.name = name
         view.last_seen = now

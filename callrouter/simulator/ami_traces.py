@@ -72,7 +72,7 @@ def fresh_ids(raw: bytes, prefix: str) -> bytes:
 def repeated_stream(path: Path | str, times: int) -> bytes:
     """One byte stream of ``times`` copies of a trace's events, each with fresh ids."""
     events = [m.raw for m in asterisk_events(path)]
-    chunks = []
+    chunks: list[bytes] = []
     for n in itertools.islice(itertools.count(), times):
         prefix = f"9{n}"
         chunks.extend(fresh_ids(raw, prefix) for raw in events)

@@ -6,12 +6,9 @@ import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import pytest
-
 from callrouter.ami.journal import CallRecordWriter, record_from_json, record_to_json
 from callrouter.service.ports import CallRecord
 from tests.ami.conftest import until
-
 
 
 class FlakySink:

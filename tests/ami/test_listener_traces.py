@@ -7,7 +7,6 @@ import pytest
 from callrouter.domain.model import OperatorState
 from tests.ami.conftest import TRACES, trace, until
 
-
 QUEUE_CASES = [
     # trace, operator, hold, talk, hangup_by
     ("ami-queue-answered-caller-hangup", "op1", 1, 4, "caller"),
@@ -21,7 +20,7 @@ QUEUE_CASES = [
 @pytest.mark.parametrize(("name", "operator", "hold", "talk", "hangup_by"), QUEUE_CASES)
 async def test_queue_call_answered(make_listener, ami_server, name, operator, hold, talk,
                                    hangup_by):
-    listener, rec = await make_listener()
+    _listener, rec = await make_listener()
     await ami_server.replay(trace(name))
     [record] = await rec.wait_records(1)
     assert record.outcome == "answered"
@@ -35,7 +34,7 @@ async def test_queue_call_answered(make_listener, ami_server, name, operator, ho
 
 
 async def test_ring_no_answer_then_other_member_answers(make_listener, ami_server):
-    listener, rec = await make_listener()
+    _listener, rec = await make_listener()
     await ami_server.replay(trace("ami-queue-ringnoanswer-then-other"))
     [record] = await rec.wait_records(1)
     assert record.operator_id == "op2" and record.queue == "support-q"
@@ -43,7 +42,7 @@ async def test_ring_no_answer_then_other_member_answers(make_listener, ami_serve
 
 
 async def test_abandon(make_listener, ami_server):
-    listener, rec = await make_listener()
+    _listener, rec = await make_listener()
     await ami_server.replay(trace("ami-queue-abandon"))
     [record] = await rec.wait_records(1)
     assert record.outcome == "abandoned"
@@ -67,7 +66,7 @@ async def test_direct_dial_answered_with_expectation_from_fastagi(make_listener,
 
 async def test_direct_dial_noanswer_falls_back_to_queue(make_listener, ami_server):
     # The traces' dialplan names the target ROUTE_TARGET: read it as the target variable.
-    listener, rec = await make_listener(tracker_options={"target_var": "ROUTE_TARGET",
+    _listener, rec = await make_listener(tracker_options={"target_var": "ROUTE_TARGET",
                                                          "grace_seconds": 0.2})
     await ami_server.replay(trace("ami-direct-dial-noanswer-queue-priority"))
     records = await rec.wait_records(2)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from callrouter.domain.model import OperatorState
 from callrouter.simulator.ami import FakeMember
 from tests.ami.conftest import trace, until
-
 
 
 async def test_cut_mid_event_then_restart_with_other_members(make_listener, ami_server):
@@ -43,7 +40,7 @@ async def test_cut_mid_event_then_restart_with_other_members(make_listener, ami_
 
 
 async def test_shutdown_then_eof_reconnects(make_listener, ami_server):
-    listener, rec = await make_listener()
+    listener, _rec = await make_listener()
     logins = ami_server.logins
     await ami_server.replay(trace("ami-shutdown-restart-now"))
     await ami_server.wait_login(count=logins + 1)
@@ -52,7 +49,7 @@ async def test_shutdown_then_eof_reconnects(make_listener, ami_server):
 
 
 async def test_dead_socket_is_detected_by_ping(make_listener, ami_server):
-    listener, rec = await make_listener(ping_interval=0.1, ping_timeout=0.3)
+    listener, _rec = await make_listener(ping_interval=0.1, ping_timeout=0.3)
     logins = ami_server.logins
     ami_server.answer_pings = False
     await until(lambda: listener.status.last_error == "ping timeout", timeout=5)
@@ -62,7 +59,7 @@ async def test_dead_socket_is_detected_by_ping(make_listener, ami_server):
 
 
 async def test_wrong_secret_is_reported_and_not_logged(make_listener, ami_server, caplog):
-    listener, rec = await make_listener(secret="wrong-secret-xyz", wait=False)
+    listener, _rec = await make_listener(secret="wrong-secret-xyz", wait=False)
     await until(lambda: listener.status.last_error == "authentication failed")
     assert "wrong-secret-xyz" not in caplog.text
     assert "wrong-secret-xyz" not in repr(listener.settings)
@@ -71,7 +68,7 @@ async def test_wrong_secret_is_reported_and_not_logged(make_listener, ami_server
 async def test_server_down_at_start_then_up(make_listener, ami_server):
     port = ami_server.port
     await ami_server.stop()
-    listener, rec = await make_listener(wait=False, port=port)
+    listener, _rec = await make_listener(wait=False, port=port)
     await until(lambda: listener.status.last_error is not None)
     assert listener.status.state != "connected"
     await ami_server.start()
