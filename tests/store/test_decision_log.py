@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -95,13 +96,9 @@ async def test_duplicate_decision_id_fails_and_leaves_nothing(store: Store) -> N
     rec = decision_record(uniqueid="u1")
     await store.record(rec)
     with pytest.raises(Exception):  # noqa: B017 - IntegrityError, wrapped per driver
-        await store.record(rec.__class__(**{**_fields(rec), "uniqueid": "u2"}))
+        await store.record(replace(rec, uniqueid="u2"))
     async with store.transaction() as tx:
         assert await tx.calls.get_by_uniqueid("u2") is None
-
-
-def _fields(rec: object) -> dict[str, object]:
-    return {name: getattr(rec, name) for name in rec.__slots__}  # type: ignore[attr-defined]
 
 
 @pytest.fixture
