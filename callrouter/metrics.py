@@ -1,0 +1,128 @@
+"""Prometheus metrics in a registry of their own, fed by observers the composition root wires.
+
+The global ``prometheus_client.REGISTRY`` is never used: two apps in one process (tests,
+a CLI run next to a server) must not share or collide on counters.
+
+Sticky hit rate is ``callrouter_targeted_calls_total{result="hit"}`` over the sum of
+``hit`` and ``miss``: a targeted call is one whose decision named an operator; it is a hit
+when that operator answered (the AMI listener's ``sticky_hit``).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from callrouter.domain.reasons import ReasonCode
+from callrouter.service.ports import CallRecord, DecisionRecord
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+AMI_STATES = ("connected", "connecting", "disconnected", "disabled")
+
+# Decision latency is dominated by one store round trip; the FastAGI budget is 0.5 s.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+_MACHINERY_FALLBACKS = {
+    ReasonCode.FALLBACK_TIMEOUT: "timeout",
+    ReasonCode.FALLBACK_STORE_DOWN: "store_down",
+    ReasonCode.FALLBACK_BAD_INPUT: "bad_input",
+    ReasonCode.FALLBACK_ERROR: "error",
+}
+
+
+class Metrics:
+    """Owns a ``CollectorRegistry``; ``on_decision``, ``on_call_record``, ``set_ami_state``."""
+
+    def __init__(self, namespace: str = "callrouter") -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.decisions = Counter(
+            "decisions", "Routing decisions by action and first reason.",
+            ["action", "reason"], namespace=namespace, registry=r,
+        )
+        self.targeted_decisions = Counter(
+            "targeted_decisions", "Decisions that named an operator or specialist to ring first.",
+            ["action"], namespace=namespace, registry=r,
+        )
+        self.targeted_calls = Counter(
+            "targeted_calls",
+            "Calls whose decision named an operator, by whether that operator answered "
+            "(hit) or not (miss): the sticky hit rate.",
+            ["result"], namespace=namespace, registry=r,
+        )
+        self.fallbacks = Counter(
+            "fallbacks",
+            "Calls that did not go the way the rules wanted, by cause: machinery "
+            "(timeout, store_down, bad_input, error) or the target's dial status "
+            "(noanswer, busy, chanunavail, ...).",
+            ["cause"], namespace=namespace, registry=r,
+        )
+        self.escalations = Counter(
+            "escalations", "Decisions that escalated a caller to the second line, by reason.",
+            ["reason"], namespace=namespace, registry=r,
+        )
+        self.decision_latency = Histogram(
+            "decision_latency_seconds", "Time from reading the call to having a decision.",
+            namespace=namespace, registry=r, buckets=LATENCY_BUCKETS,
+        )
+        self.calls = Counter(
+            "calls", "Finished inbound calls by outcome.",
+            ["outcome"], namespace=namespace, registry=r,
+        )
+        self.ami_connected = Gauge(
+            "ami_connected", "1 while the AMI connection is up, else 0.",
+            namespace=namespace, registry=r,
+        )
+        self.ami_state = Gauge(
+            "ami_state", "The AMI connection's state: 1 for the current state, 0 for others.",
+            ["state"], namespace=namespace, registry=r,
+        )
+        self.set_ami_state("disconnected")
+
+    # -- observers ------------------------------------------------------------------------
+
+    def on_decision(self, record: DecisionRecord) -> None:
+        """A RoutingService observer: count the decision, its latency, fallback, escalation."""
+        decision = record.decision
+        reason = str(decision.reason_code) if decision.reasons else "none"
+        self.decisions.labels(action=str(decision.action), reason=reason).inc()
+        self.decision_latency.observe(max(0.0, record.latency_ms) / 1000.0)
+        if decision.target_operator_id is not None:
+            self.targeted_decisions.labels(action=str(decision.action)).inc()
+        for code in decision.codes:
+            cause = _MACHINERY_FALLBACKS.get(code)
+            if cause is not None:
+                self.fallbacks.labels(cause=cause).inc()
+                break
+        if decision.escalated:
+            self.escalations.labels(reason=reason).inc()
+
+    def on_call_record(self, record: CallRecord) -> None:
+        """An AMI listener observer: count final outcomes, sticky hits and target fallbacks.
+
+        Only records with a final outcome are counted, so progress records of a live call
+        do not inflate the figures.
+        """
+        if record.outcome == "in_progress":
+            return
+        self.calls.labels(outcome=record.outcome).inc()
+        if record.sticky_hit is not None:
+            self.targeted_calls.labels(result="hit" if record.sticky_hit else "miss").inc()
+        if record.fallback_cause:
+            self.fallbacks.labels(cause=record.fallback_cause.strip().lower()).inc()
+
+    def set_ami_state(self, state: str | bool) -> None:
+        """``connected``/``connecting``/``disconnected``/``disabled``, or a bool (up or not)."""
+        if isinstance(state, bool):
+            state = "connected" if state else "disconnected"
+        if state not in AMI_STATES:
+            raise ValueError(f"AMI state must be one of {', '.join(AMI_STATES)}, not {state!r}")
+        self.ami_connected.set(1 if state == "connected" else 0)
+        for known in AMI_STATES:
+            self.ami_state.labels(state=known).set(1 if known == state else 0)
+
+    # -- exposition -----------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)
