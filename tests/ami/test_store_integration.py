@@ -19,7 +19,7 @@ async def test_records_reach_the_store_and_repeat_is_idempotent(store, make_list
 
     writer = CallRecordWriter(CountingSink(), tmp_path / "j", batch_delay=0.01)
     await writer.start()
-    listener, rec = await make_listener()
+    _listener, rec = await make_listener()
     await ami_server.replay(trace("ami-queue-answered-caller-hangup"))
     await rec.wait_records(1)
     for r in rec.records:
