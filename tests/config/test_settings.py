@@ -98,8 +98,10 @@ def test_secrets_stay_out_of_repr_and_errors(
     assert settings.database.safe_url == "postgresql+asyncpg://cr:***@db/cr"
     assert settings.ami.secret.get_secret_value() == "s3cret"
     monkeypatch.setenv("CALLROUTER_AMI__ENABLED", "true")
+    monkeypatch.setenv("CALLROUTER_AMI__USERNAME", "")
     with pytest.raises(SettingsError) as refused:
         load_settings(path)
+    assert "secret = '**********'" in str(refused.value)
     assert "s3cret" not in str(refused.value)
     assert "ami.username and ami.secret are required when ami.enabled is true" in str(refused.value)
 
