@@ -1,0 +1,1 @@
+"""The operator console and admin dashboard: static pages served next to the HTTP API."""
