@@ -91,10 +91,18 @@ function signOut(message = "") {
   el.tokenInput.focus();
 }
 
+// A field the operator changed is "dirty" until the form holding it is submitted.
+el.call.addEventListener("input", (e) => { e.target.dataset.dirty = "1"; });
+el.call.addEventListener("change", (e) => { e.target.dataset.dirty = "1"; });
+el.call.addEventListener("submit", (e) => {
+  for (const f of e.target.querySelectorAll("[data-dirty]")) delete f.dataset.dirty;
+}, true);
+
 function clearCall() {
   state.current = null;
   fill(el.pop, el.waiting);
   fill(el.call);
+  delete el.call.dataset.key;
   el.call.hidden = true;
 }
 
@@ -174,7 +182,17 @@ function render() {
     ),
   );
 
+  // Keep what the operator is typing in other forms across the re-render an action causes.
+  // Never carry one caller's half-typed text over to the next caller.
+  const key = `${ctx.number}|${ctx.call?.uniqueid}`;
+  const sameCall = el.call.dataset.key === key;
+  el.call.dataset.key = key;
+  const typing = sameCall ? [...el.call.querySelectorAll("[data-dirty]")].map((f) => [f.id, f.value]) : [];
   fill(el.call, actionsCard(ctx), ticketCard(ctx), notesCard(ctx), historyCard(ctx));
+  for (const [id, value] of typing) {
+    const field = document.getElementById(id);
+    if (field) { field.value = value; field.dataset.dirty = "1"; }
+  }
   el.call.hidden = false;
 }
 
@@ -271,8 +289,8 @@ async function act(label, fn) {
   if (!current) return;
   try {
     await fn(current);
-    toast(label);
     await refresh();
+    toast(label);
   } catch (err) {
     toast(err.message, true);
   }

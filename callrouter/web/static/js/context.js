@@ -2,9 +2,9 @@
 // render, and saying in words why a call came to this operator. Kept apart from the DOM
 // so the wording rules sit in one place.
 
-import { ago, clock, ordinal, parseTime, words } from "./dom.js";
+import { ago, ordinal, parseTime, words } from "./dom.js";
 
-const clockOf = (value) => clock(value).replace(/:\d\d$/, "");
+const clockOf = (value) => parseTime(value)?.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) ?? "";
 
 const first = (...values) => values.find((v) => v !== undefined && v !== null && v !== "");
 
@@ -138,7 +138,7 @@ export function whyLines(ctx, meId, now = new Date()) {
     const topic = about(withMe);
     lines.push({
       kind: "sticky",
-      text: `Called ${ago(withMe.startedAt, now)}, spoke with you${topic ? ` about “${topic}”` : ""}`,
+      text: `Called ${ago(withMe.endedAt || withMe.startedAt, now)}, spoke with you${topic ? ` about “${topic}”` : ""}`,
     });
   } else if (earlier.length) {
     const last = earlier[0];
