@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 from collections.abc import Callable
@@ -16,7 +17,6 @@ from callrouter.config.settings import Settings
 from callrouter.numbers import NumberNormaliser
 from callrouter.service.caching import CachedDirectory, CachedIncidents
 from callrouter.service.decision_writer import DecisionWriter
-from callrouter.service.ports import DecisionRecord
 from callrouter.service.routing import NoPresence, RoutingService
 from callrouter.store.db import make_engine, make_sessionmaker
 from callrouter.store.migrate import upgrade
@@ -79,7 +79,7 @@ class Runtime:
         if self.ami is not None:
             await self.ami.stop()
         if self.call_writer is not None:
-            await self.call_writer.close()
+            await self.call_writer.stop()
         await self.writer.close()
         await self.engine.dispose()
 
@@ -96,6 +96,7 @@ async def build_runtime(
     from callrouter.ami.journal import CallRecordWriter
     from callrouter.ami.listener import AmiListener
     from callrouter.ami.listener import AmiSettings as ListenerSettings
+    from callrouter.api.notify import EventPublisher
     from callrouter.events import EventHub
     from callrouter.fastagi.handler import RouteHandler, route_table
     from callrouter.fastagi.server import FastAgiServer
@@ -113,6 +114,7 @@ async def build_runtime(
     writer.start()
     hub = EventHub()
     metrics = Metrics()
+    publisher = EventPublisher(hub)
 
     runtime = Runtime(
         settings=settings, rules=rules, store=store, engine=engine, service=None,  # type: ignore[arg-type]
@@ -130,13 +132,15 @@ async def build_runtime(
             ListenerSettings(
                 host=a.host, port=a.port, username=a.username,
                 secret=a.secret.get_secret_value(), server_id=a.server_id,
-                ping_interval=float(a.ping_interval),
+                ping_interval=float(a.ping_interval), events=a.events,
             ),
             await store.operators(),
-            on_record=_fan_out(runtime.call_writer.submit, metrics.on_call_record,
-                               _publisher(hub, "calls")),
-            on_answered=_publisher(hub, "answered"),
-            on_status=metrics.set_ami_state,
+            on_record=_fan_out(
+                _normalised(numbers, runtime.call_writer.submit), metrics.on_call_record
+            ),
+            on_answered=publisher.on_answered,
+            on_status=lambda status: metrics.set_ami_state(_AMI_STATE.get(status.state,
+                                                                           "disconnected")),
         )
         await runtime.ami.start()
 
@@ -148,7 +152,7 @@ async def build_runtime(
         presence=runtime.presence,
         incidents=incidents,
         writer=writer,
-        observers=[metrics.on_decision, _decision_publisher(hub)],
+        observers=[metrics.on_decision, publisher.on_decision],
     )
     if runtime.ami is not None:
         ami = runtime.ami
@@ -174,11 +178,35 @@ async def build_runtime(
     return runtime
 
 
+# The listener's states, as the metric names them.
+_AMI_STATE = {"connected": "connected", "connecting": "connecting"}
+
+
 def _default_journal(settings: Settings) -> Path:
     url = settings.database.url
     if is_sqlite(url):
         return Path(url.split("///", 1)[-1] + ".call-journal")
     return Path("callrouter-call-journal.jsonl")
+
+
+def _normalised(numbers: NumberNormaliser, submit: Callable[[Any], None]) -> Callable[[Any], None]:
+    """AMI sees the caller id as dialled; the store keys history by E.164.
+
+    When the call passed the FastAGI route, the decision row already holds the number as
+    routing saw it — including *no* number for a withheld caller, whose CallerIDNum AMI
+    may still show. The AMI record must never put a number there, or a withheld caller's
+    next call would be matched to history.
+    """
+
+    def normalise(record: Any) -> None:
+        if record.decision_id:
+            number = None
+        else:
+            caller = numbers.caller(record.caller_raw or record.caller_number or "")
+            number = caller.number if caller.identified else None
+        submit(dataclasses.replace(record, caller_number=number))
+
+    return normalise
 
 
 def _fan_out(*targets: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -191,28 +219,49 @@ def _fan_out(*targets: Callable[[Any], None]) -> Callable[[Any], None]:
     return fan
 
 
-def _publisher(hub: Any, topic: str) -> Callable[[Any], None]:
-    def publish(value: Any) -> None:
-        hub.publish(topic, value)
-    return publish
-
-
-def _decision_publisher(hub: Any) -> Callable[[DecisionRecord], None]:
-    return _publisher(hub, "decisions")
-
-
 async def _start_api(runtime: Runtime) -> Any:
     import uvicorn
 
-    from callrouter.api.app import build_app
+    class _EmbeddedServer(uvicorn.Server):
+        """uvicorn inside our loop: signals are ours (serve_forever), not uvicorn's."""
 
-    app = build_app(runtime)
+        def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+            return contextlib.nullcontext()
+
+    from callrouter.api.app import create_app
+    from callrouter.api.deps import ApiDeps, ComponentStatus, status_of_listener
+
+    def ami_status() -> ComponentStatus:
+        if runtime.ami is None:
+            return ComponentStatus(ok=True, state="disabled")
+        return status_of_listener(runtime.ami.status)
+
+    def fastagi_status() -> ComponentStatus:
+        server = runtime.fastagi
+        if server is None:
+            return ComponentStatus(ok=False, state="not started")
+        listening = server.listening if hasattr(server, "listening") else True
+        return ComponentStatus(ok=bool(listening), state="listening" if listening else "down",
+                               detail=f"{server.host}:{server.port}")
+
+    app = create_app(ApiDeps(
+        store=runtime.store, routing=runtime.service, rules=runtime.rules,
+        presence=runtime.presence, ami_status=ami_status, fastagi_status=fastagi_status,
+        events=runtime.hub, metrics=runtime.metrics, numbers=runtime.numbers,
+        invalidate_directory=runtime.directory.invalidate,
+        invalidate_incidents=runtime.incidents.invalidate,
+    ))
+    try:
+        from callrouter.web.routes import web_router
+
+        app.include_router(web_router())
+    except ImportError:  # pages not installed: the API alone still serves
+        log.info("web pages not available")
     config = uvicorn.Config(
         app, host=runtime.settings.api.host, port=runtime.settings.api.port,
         log_config=None, access_log=False, lifespan="off",
     )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve(), name="http")
     runtime._tasks.append(task)
     for _ in range(100):

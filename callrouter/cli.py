@@ -25,7 +25,8 @@ from callrouter.numbers import NumberError, NumberNormaliser
 from callrouter.service.ports import CallRecord
 from callrouter.store.errors import StoreError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__,
+                  pretty_exceptions_show_locals=False)
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations.")
 rules_app = typer.Typer(no_args_is_help=True, help="Routing rules files.")
 ops_app = typer.Typer(no_args_is_help=True, help="Operators and their Asterisk interfaces.")

@@ -230,6 +230,24 @@ class FakeAmiServer:
             c.writer.transport.abort()
         self.clients.clear()
 
+    async def emit_member_status(self, interface: str, **changes: object) -> None:
+        """Change a member (in every queue it is in) and send what Asterisk sends for it:
+        ``QueueMemberPause`` when ``paused`` changes, else ``QueueMemberStatus``."""
+        self.set_member(interface, **changes)
+        for m in self.members:
+            if m.interface != interface:
+                continue
+            event = "QueueMemberPause" if "paused" in changes else "QueueMemberStatus"
+            await self.send(_msg(
+                ("Event", event), ("Privilege", "agent,all"), ("Timestamp", f"{time.time():.6f}"),
+                ("Queue", m.queue), ("MemberName", m.name), ("Interface", m.interface),
+                ("StateInterface", m.state_interface or m.interface),
+                ("Membership", m.membership), ("Penalty", 0), ("CallsTaken", 0),
+                ("LastCall", 0), ("LastPause", 0), ("LoginTime", int(self._boot)),
+                ("InCall", int(m.in_call)), ("Status", m.status), ("Paused", int(m.paused)),
+                ("PausedReason", m.paused_reason), ("Ringinuse", 0), ("Wrapuptime", 0),
+            ))
+
     def set_member(self, interface: str, **changes: object) -> None:
         self.members = [replace(m, **changes) if m.interface == interface else m  # type: ignore[arg-type]
                         for m in self.members]
@@ -239,6 +257,7 @@ class FakeAmiServer:
         *, caller_name: str = "Caller", hold_seconds: float = 1.0, reason: str = "caller",
         decision_id: str | None = None, target: str | None = None,
         member_name: str | None = None, time_scale: float = 0.0,
+        uniqueid: str | None = None,
     ) -> str:
         """One queue call with the events, field order and timing of the real traces.
 
@@ -247,7 +266,7 @@ class FakeAmiServer:
         """
         n = next(self._chan)
         base = time.time()
-        uid, m_uid = f"{base:.0f}.{n}", f"{base:.0f}.{n}1"
+        uid, m_uid = uniqueid or f"{base:.0f}.{n}", f"{base:.0f}.{n}1"
         chan = f"Local/s@queue-entry-{n:08x};2"
         tech = operator_interface.rsplit("/n", 1)[0] if operator_interface.endswith("/n") \
             else operator_interface
