@@ -23,7 +23,9 @@ QueueName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,80}$")
 OperatorId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
 Interface = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*/[^\s,;|&]{1,90}$")]
 VipClass = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,40}$")]
-SoundName = Annotated[str, StringConstraints(pattern=r"^(?!.*\.\.)[A-Za-z0-9_./\-]{1,200}$")]
+SoundName = Annotated[  # no '..': a sound must not climb out of the sounds directory
+    str, StringConstraints(max_length=200, pattern=r"^[A-Za-z0-9_/\-]+(\.[A-Za-z0-9_/\-]+)*$")
+]
 Prefix = Annotated[str, StringConstraints(pattern=r"^\+[0-9]{1,15}$")]
 
 

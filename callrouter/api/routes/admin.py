@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi.responses import JSONResponse
 
 from callrouter.api import schemas as s
 from callrouter.api.auth import Deps, Permission, Principal, Tx, require
-from callrouter.api.errors import responses
+from callrouter.api.errors import ApiError, responses
 from callrouter.api.services import admin
 from callrouter.api.services.convert import token_out
 
@@ -39,9 +40,12 @@ def build_router() -> APIRouter:
 
     @router.post("/rules/reload", response_model=s.RulesOut, tags=["rules"],
                  responses=responses(409))
-    async def reload_rules(who: Admin, deps: Deps, tx: Tx) -> s.RulesOut:
+    async def reload_rules(who: Admin, deps: Deps, tx: Tx) -> s.RulesOut | JSONResponse:
         """Re-read the rules file; a bad file is refused (409) and the old rules stay."""
-        return await admin.reload_rules(deps, tx, who)
+        result = await admin.reload_rules(deps, tx, who)
+        if isinstance(result, ApiError):
+            return JSONResponse({"detail": result.detail}, status_code=result.status)
+        return result
 
     @router.get("/incidents", response_model=list[s.IncidentOut], tags=["incidents"],
                 responses=responses(422))

@@ -49,35 +49,39 @@ def build_router() -> APIRouter:
     async def create_ticket(
         number: NumberPath, body: s.TicketCreate, who: CallerActor, deps: Deps, tx: Tx
     ) -> s.TicketOut:
-        return await actions.create_ticket(tx, who, normalise(deps, number), body)
+        return await actions.create_ticket(tx, who, normalise(deps, number), body, deps.clock())
 
     @router.put("/{number}/abusive", response_model=s.FlagsOut)
     async def flag_abusive(
         number: NumberPath, body: s.AbusiveIn, who: CallerActor, deps: Deps, tx: Tx
     ) -> s.FlagsOut:
         """Flag (or unflag); the flagging operator is never routed this caller again."""
-        return await actions.flag_abusive(tx, who, normalise(deps, number), body.abusive)
+        return await actions.flag_abusive(
+            tx, who, normalise(deps, number), body.abusive, deps.clock()
+        )
 
     @router.put("/{number}/class", response_model=s.FlagsOut)
     async def set_class(
         number: NumberPath, body: s.ClassIn, who: ClassSetter, deps: Deps, tx: Tx
     ) -> s.FlagsOut:
         """The caller's VIP class (null clears it); the rules say what a class means."""
-        return await actions.set_class(tx, who, normalise(deps, number), body.vip_class)
+        return await actions.set_class(
+            tx, who, normalise(deps, number), body.vip_class, deps.clock()
+        )
 
     @router.put("/{number}/note", response_model=s.FlagsOut)
     async def set_note(
         number: NumberPath, body: s.NoteIn, who: CallerActor, deps: Deps, tx: Tx
     ) -> s.FlagsOut:
-        return await actions.set_note(tx, who, normalise(deps, number), body.note)
+        return await actions.set_note(tx, who, normalise(deps, number), body.note, deps.clock())
 
     @router.put("/{number}/opt-out", response_model=s.OptOutOut)
     async def opt_out(number: NumberPath, who: OptingOut, deps: Deps, tx: Tx) -> s.OptOutOut:
         """"Do not route this caller to me", for the token's operator (403 if it has none)."""
-        return await actions.opt_out(tx, who, normalise(deps, number), on=True)
+        return await actions.opt_out(tx, who, normalise(deps, number), True, deps.clock())
 
     @router.delete("/{number}/opt-out", response_model=s.OptOutOut)
     async def opt_in(number: NumberPath, who: OptingOut, deps: Deps, tx: Tx) -> s.OptOutOut:
-        return await actions.opt_out(tx, who, normalise(deps, number), on=False)
+        return await actions.opt_out(tx, who, normalise(deps, number), False, deps.clock())
 
     return router

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 
 from callrouter.api import schemas as s
-from callrouter.api.auth import Permission, Principal, Tx, require
+from callrouter.api.auth import Deps, Permission, Principal, Tx, require
 from callrouter.api.errors import responses
 from callrouter.api.services import actions
 
@@ -29,9 +29,9 @@ def build_router() -> APIRouter:
 
     @router.patch("/tickets/{ticket_id}", response_model=s.TicketOut, tags=["tickets"])
     async def update_ticket(
-        ticket_id: Id, body: s.TicketUpdate, who: Actor, tx: Tx
+        ticket_id: Id, body: s.TicketUpdate, who: Actor, deps: Deps, tx: Tx
     ) -> s.TicketOut:
         """Change status, assignee (null unassigns), subject or tier."""
-        return await actions.update_ticket(tx, who, ticket_id, body)
+        return await actions.update_ticket(tx, who, ticket_id, body, deps.clock())
 
     return router

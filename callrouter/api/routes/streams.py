@@ -17,8 +17,12 @@ from callrouter.api.services.streams import dashboard_events, operator_events
 
 Operator = Annotated[Principal, Depends(require(Permission.OWN_STREAM))]
 Reader = Annotated[Principal, Depends(require(Permission.READ_STATE))]
-STREAM: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
-                "description": "An endless event stream"}}
+STREAM: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "description": "An endless event stream",
+    }
+}
 
 
 def build_router() -> APIRouter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from callrouter.api import schemas as s
 from callrouter.api.auth import Principal
@@ -17,12 +18,12 @@ log = logging.getLogger(__name__)
 
 
 async def flag_abusive(
-    tx: Transaction, who: Principal, number: str, abusive: bool
+    tx: Transaction, who: Principal, number: str, abusive: bool, now: datetime
 ) -> s.FlagsOut:
     """The flagging operator is protected from the caller (``decide`` reads ``flagged_by``)."""
     await access.check_caller(tx, who, number)
     by = who.operator_id or who.actor
-    flags = await tx.flags.set_abusive(number, abusive, by)
+    flags = await tx.flags.set_abusive(number, abusive, by, now=now)
     await tx.audit.append(who.actor, "caller.abusive", subject=number,
                           details={"abusive": abusive, "by": by})
     log.info("%s set abusive=%s on %s", who.actor, abusive, mask(number))
@@ -30,27 +31,31 @@ async def flag_abusive(
 
 
 async def set_class(
-    tx: Transaction, who: Principal, number: str, vip_class: str | None
+    tx: Transaction, who: Principal, number: str, vip_class: str | None, now: datetime
 ) -> s.FlagsOut:
-    flags = await tx.flags.set_vip_class(number, vip_class)
+    flags = await tx.flags.set_vip_class(number, vip_class, now=now)
     await tx.audit.append(who.actor, "caller.class", subject=number,
                           details={"vip_class": vip_class})
     return flags_out(flags)
 
 
-async def set_note(tx: Transaction, who: Principal, number: str, note: str) -> s.FlagsOut:
+async def set_note(
+    tx: Transaction, who: Principal, number: str, note: str, now: datetime
+) -> s.FlagsOut:
     await access.check_caller(tx, who, number)
-    flags = await tx.flags.set_notes(number, note)
+    flags = await tx.flags.set_notes(number, note, now=now)
     await tx.audit.append(who.actor, "caller.note", subject=number)
     return flags_out(flags)
 
 
-async def opt_out(tx: Transaction, who: Principal, number: str, on: bool) -> s.OptOutOut:
+async def opt_out(
+    tx: Transaction, who: Principal, number: str, on: bool, now: datetime
+) -> s.OptOutOut:
     """"Do not route this caller to me": always for the token's own operator."""
     operator_id = access.own_operator(who)
     await access.check_caller(tx, who, number)
     if on:
-        changed = await tx.flags.add_opt_out(number, operator_id)
+        changed = await tx.flags.add_opt_out(number, operator_id, now=now)
     else:
         changed = await tx.flags.remove_opt_out(number, operator_id)
     if changed:
@@ -85,12 +90,12 @@ async def tickets_of(tx: Transaction, who: Principal, number: str) -> list[s.Tic
 
 
 async def create_ticket(
-    tx: Transaction, who: Principal, number: str, body: s.TicketCreate
+    tx: Transaction, who: Principal, number: str, body: s.TicketCreate, now: datetime
 ) -> s.TicketOut:
     await access.check_caller(tx, who, number)
     ticket = await tx.tickets.create(
         number, body.subject, status=body.status, tier=body.tier,
-        assignee_id=body.assignee_id, external_ref=body.external_ref,
+        assignee_id=body.assignee_id, external_ref=body.external_ref, now=now,
     )
     await tx.audit.append(who.actor, "ticket.create", subject=ticket.id,
                           details={"caller_number": number})
@@ -98,7 +103,7 @@ async def create_ticket(
 
 
 async def update_ticket(
-    tx: Transaction, who: Principal, ticket_id: str, body: s.TicketUpdate
+    tx: Transaction, who: Principal, ticket_id: str, body: s.TicketUpdate, now: datetime
 ) -> s.TicketOut:
     if await access.ticket_for(tx, who, ticket_id) is None:
         raise Missing(f"no ticket {ticket_id!r}")
@@ -109,6 +114,7 @@ async def update_ticket(
         assignee_id=body.assignee_id if "assignee_id" in given else UNSET,
         subject=body.subject if "subject" in given and body.subject else UNSET,
         tier=body.tier if "tier" in given and body.tier else UNSET,
+        now=now,
     )
     await tx.audit.append(who.actor, "ticket.update", subject=ticket_id,
                           details=body.model_dump(mode="json", exclude_unset=True))

@@ -44,20 +44,19 @@ def validate_rules(deps: ApiDeps, text: str) -> s.RulesValidateOut:
     return s.RulesValidateOut(valid=True, problems=[], rules=rules_to_dict(rules))
 
 
-async def reload_rules(deps: ApiDeps, tx: Transaction, who: Principal) -> s.RulesOut:
-    """Reload from the file; a refused file keeps the rules in force and answers 409."""
+async def reload_rules(deps: ApiDeps, tx: Transaction, who: Principal) -> s.RulesOut | Refused:
+    """Reload from the file. A refused file keeps the rules in force; the refusal is
+    returned (not raised) so its audit entry commits with the request's transaction."""
     before = deps.rules.current.version
     try:
         # reading a small file; off the loop anyway so a slow disk never stalls calls
         loaded = await asyncio.to_thread(deps.rules.reload)
     except RulesError as exc:
-        # its own transaction: the request's one rolls back with the 409
-        async with deps.store.transaction() as audit:
-            await audit.audit.append(who.actor, "rules.reload_refused",
-                                     details={"problems": list(exc.problems), "version": before})
-        raise Refused(
+        await tx.audit.append(who.actor, "rules.reload_refused",
+                              details={"problems": list(exc.problems), "version": before})
+        return Refused(
             f"rules refused, version {before} stays in force: " + "; ".join(exc.problems)
-        ) from None
+        )
     await tx.audit.append(who.actor, "rules.reload",
                           details={"from": before, "to": loaded.version, "sha256": loaded.sha256})
     log.info("%s reloaded the rules: version %d -> %d", who.actor, before, loaded.version)
