@@ -24,6 +24,7 @@ from callrouter.domain.model import Operator, OperatorState, Outcome, TicketStat
 from callrouter.numbers import NumberError, NumberNormaliser
 from callrouter.service.ports import CallRecord
 from callrouter.store.errors import StoreError
+from callrouter.store.store import Store
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__,
                   pretty_exceptions_show_locals=False)
@@ -193,7 +194,7 @@ def operators_add(
     settings = load_settings(config)
     op = Operator(operator_id, name, tuple(interface), tier, tuple(queue or ()))
 
-    async def use(store: Any) -> Operator:
+    async def use(store: Store) -> Operator:
         async with store.transaction() as tx:
             return await tx.operators.add(op)
 
@@ -224,7 +225,7 @@ def operators_deactivate(operator_id: str, config: ConfigOpt = None) -> None:
     """Deactivate an operator (kept for history; never a routing target)."""
     settings = load_settings(config)
 
-    async def use(store: Any) -> Operator:
+    async def use(store: Store) -> Operator:
         async with store.transaction() as tx:
             return await tx.operators.deactivate(operator_id)
 
@@ -468,7 +469,8 @@ def token_create(
     try:
         chosen = Role(role)
     except ValueError:
-        raise fail(f"--role {role!r}: expected one of admin, supervisor, operator, readonly")
+        choices = "admin, supervisor, operator, readonly"
+        raise fail(f"--role {role!r}: expected one of {choices}") from None
     if chosen is Role.OPERATOR and not operator:
         raise fail("--role operator needs --operator ID")
     settings = load_settings(config)
