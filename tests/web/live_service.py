@@ -141,7 +141,7 @@ class LiveService:
                                                lifespan="off", timeout_graceful_shutdown=1))
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         serving = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started and not serving.done():
+        while not server.started and not serving.done():  # noqa: ASYNC110 (no started event)
             await asyncio.sleep(0.02)
         self._ready.set()
         await self._stop.wait()
@@ -156,8 +156,10 @@ class LiveService:
     async def _seed(self) -> None:
         now = utcnow()
         async with self.store.transaction() as tx:
-            await tx.operators.add(Operator("op1", "Anna Petrova", ("PJSIP/1001",), queues=("support",)))
-            await tx.operators.add(Operator("op2", "Boris Ivanov", ("PJSIP/1002",), queues=("support",)))
+            for op_id, name, interface in (
+                ("op1", "Anna Petrova", "PJSIP/1001"), ("op2", "Boris Ivanov", "PJSIP/1002")
+            ):
+                await tx.operators.add(Operator(op_id, name, (interface,), queues=("support",)))
             await tx.operators.add(Operator(
                 "spec1", "Svetlana Kuznetsova-Rimskaya-Korsakova, senior network specialist",
                 ("PJSIP/2001",), tier=Tier.SPECIALIST, queues=("support",),
@@ -183,6 +185,30 @@ class LiveService:
             assert seeded is not None
             await tx.calls.mark_resolved(seeded.id, False)
             await tx.calls.set_note(seeded.id, "router reboots, firmware 2.1")
+
+    async def seed_history(self, minutes: int = 55) -> None:
+        """An hour of calls for the dashboard's charts: repeat callers, new ones, an
+        operator who logs off (sticky fallbacks), decided at their own past moments."""
+        now = utcnow()
+        callers = [f"+7495000{n:04d}" for n in range(1, 9)]
+        for i in range(36):
+            at = now - timedelta(minutes=minutes - i * 1.5)
+            off = 12 <= i < 20
+            self.presence.set("op2", OperatorState.LOGGED_OFF if off else OperatorState.AVAILABLE)
+            record = await self.routing.route_call(InboundCall(
+                caller_raw=callers[(i * 3) % len(callers)], queue="support",
+                uniqueid=self.next_uniqueid()), now=at)
+            await self.writer.flush()
+            operator = record.decision.target_operator_id or ("op1", "op2")[i % 2]
+            if self.presence.states().get(operator) is OperatorState.LOGGED_OFF:
+                operator = "op1"
+            await self.store.write_call_records([CallRecord(
+                uniqueid=record.uniqueid or "", caller_number=record.caller_number,
+                queue="support", decision_id=record.id, started_at=at,
+                answered_at=at + timedelta(seconds=10), ended_at=at + timedelta(minutes=3),
+                operator_id=operator, talk_seconds=170, outcome="answered", hangup_by="caller",
+            )])
+        self.presence.set("op2", OperatorState.AVAILABLE)
 
     def next_uniqueid(self) -> str:
         self._uid += 1

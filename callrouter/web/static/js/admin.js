@@ -285,7 +285,8 @@ function routeText(d) {
   const target = d.target_operator_id
     ? `${state.operators.get(d.target_operator_id)?.name || d.target_operator_id}${d.wait_seconds ? ` (${d.wait_seconds} s)` : ""}, then ${d.queue}`
     : `queue ${d.queue}`;
-  return `${words(d.action)}: ${target}${d.priority ? ` · prio ${d.priority}` : ""}`;
+  const head = d.target_operator_id ? `${words(d.action)}: ${target}` : target;
+  return `${head}${d.priority ? ` · prio ${d.priority}` : ""}`;
 }
 
 function decisionRow(r) {
