@@ -142,6 +142,7 @@ async def build_runtime(
             on_status=lambda status: metrics.set_ami_state(_AMI_STATE.get(status.state,
                                                                            "disconnected")),
         )
+        runtime.ami.presence.on_change = publisher.on_operator_state
         await runtime.ami.start()
 
     service = RoutingService(
