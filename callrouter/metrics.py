@@ -10,14 +10,18 @@ when that operator answered (the AMI listener's ``sticky_hit``).
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from callrouter.domain.reasons import ReasonCode
 from callrouter.service.ports import CallRecord, DecisionRecord
 
+log = logging.getLogger(__name__)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-AMI_STATES = ("connected", "connecting", "disconnected", "disabled")
+# The AMI listener's own vocabulary (ListenerStatus.state), plus "disabled" (no AMI set up).
+AMI_STATES = ("connected", "connecting", "down", "auth_failed", "stopped", "disabled")
 
 # Decision latency is dominated by one store round trip; the FastAGI budget is 0.5 s.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -35,6 +39,7 @@ class Metrics:
 
     def __init__(self, namespace: str = "callrouter") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._unknown_states: set[str] = set()
         r = self.registry
         self.decisions = Counter(
             "decisions", "Routing decisions by action and first reason.",
@@ -77,7 +82,7 @@ class Metrics:
             "ami_state", "The AMI connection's state: 1 for the current state, 0 for others.",
             ["state"], namespace=namespace, registry=r,
         )
-        self.set_ami_state("disconnected")
+        self.set_ami_state("down")
 
     # -- observers ------------------------------------------------------------------------
 
@@ -112,11 +117,18 @@ class Metrics:
             self.fallbacks.labels(cause=record.fallback_cause.strip().lower()).inc()
 
     def set_ami_state(self, state: str | bool) -> None:
-        """``connected``/``connecting``/``disconnected``/``disabled``, or a bool (up or not)."""
+        """One of ``AMI_STATES`` (the listener's ``status.state``), or a bool (up or not).
+
+        Called from the listener's status callback, so an unknown state never raises: it
+        is shown as ``down`` and logged once per value.
+        """
         if isinstance(state, bool):
-            state = "connected" if state else "disconnected"
+            state = "connected" if state else "down"
         if state not in AMI_STATES:
-            raise ValueError(f"AMI state must be one of {', '.join(AMI_STATES)}, not {state!r}")
+            if state not in self._unknown_states:
+                self._unknown_states.add(state)
+                log.warning("unknown AMI state %r shown as 'down' in the metrics", state)
+            state = "down"
         self.ami_connected.set(1 if state == "connected" else 0)
         for known in AMI_STATES:
             self.ami_state.labels(state=known).set(1 if known == state else 0)

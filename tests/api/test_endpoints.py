@@ -123,7 +123,7 @@ async def test_decisions_filters(world: World) -> None:
     for record in records:
         await world.store.record(record)
 
-    async def ids(**params: object) -> list[str]:
+    async def ids(**params: str | int) -> list[str]:
         async with world.client("supervisor") as client:
             r = await client.get("/api/v1/decisions", params=params)
         assert r.status_code == 200, r.text

@@ -1,0 +1,81 @@
+"""Metrics: own registry, counters from decisions and call records, AMI state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prometheus_client import REGISTRY
+
+from callrouter.domain.model import Action, Decision
+from callrouter.domain.reasons import Reason, ReasonCode
+from callrouter.metrics import Metrics
+from callrouter.service.ports import CallRecord, DecisionRecord
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def record(*codes: ReasonCode, target: str | None = None, escalated: bool = False,
+           latency_ms: float = 4.0) -> DecisionRecord:
+    decision = Decision(
+        Action.OPERATOR if target else Action.QUEUE, "support", 0,
+        tuple(Reason(c, str(c)) for c in codes), target_operator_id=target,
+        escalated=escalated,
+    )
+    return DecisionRecord(id="d", decided_at=NOW, caller_raw="", caller_number=None,
+                          queue="support", decision=decision, latency_ms=latency_ms)
+
+
+def value(m: Metrics, name: str, **labels: str) -> float:
+    found = m.registry.get_sample_value(name, labels)
+    return 0.0 if found is None else found
+
+
+def test_two_instances_do_not_collide_and_global_registry_is_untouched() -> None:
+    a, b = Metrics(), Metrics()
+    a.on_decision(record(ReasonCode.NEW_CALLER))
+    assert value(a, "callrouter_decisions_total", action="queue", reason="new_caller") == 1
+    assert value(b, "callrouter_decisions_total", action="queue", reason="new_caller") == 0
+    assert REGISTRY.get_sample_value("callrouter_decisions_total",
+                                     {"action": "queue", "reason": "new_caller"}) is None
+
+
+def test_decisions_fallbacks_escalations_latency() -> None:
+    m = Metrics()
+    m.on_decision(record(ReasonCode.STICKY_AVAILABLE, target="op1", latency_ms=3.0))
+    m.on_decision(record(ReasonCode.FALLBACK_TIMEOUT, latency_ms=500.0))
+    m.on_decision(record(ReasonCode.ESCALATED_REPEAT, escalated=True))
+    assert value(m, "callrouter_targeted_decisions_total", action="operator") == 1
+    assert value(m, "callrouter_fallbacks_total", cause="timeout") == 1
+    assert value(m, "callrouter_escalations_total", reason="escalated_repeat") == 1
+    assert value(m, "callrouter_decision_latency_seconds_count") == 3
+    assert value(m, "callrouter_decision_latency_seconds_bucket", le="0.005") == 2
+
+
+def test_call_records_count_final_outcomes_hits_and_dial_fallbacks() -> None:
+    m = Metrics()
+    m.on_call_record(CallRecord(uniqueid="1", outcome="in_progress", sticky_hit=True))
+    m.on_call_record(CallRecord(uniqueid="1", outcome="answered", sticky_hit=True))
+    m.on_call_record(CallRecord(uniqueid="2", outcome="answered", sticky_hit=False,
+                                fallback_cause="NOANSWER"))
+    m.on_call_record(CallRecord(uniqueid="3", outcome="abandoned"))
+    assert value(m, "callrouter_calls_total", outcome="answered") == 2
+    assert value(m, "callrouter_calls_total", outcome="abandoned") == 1
+    assert value(m, "callrouter_targeted_calls_total", result="hit") == 1
+    assert value(m, "callrouter_targeted_calls_total", result="miss") == 1
+    assert value(m, "callrouter_fallbacks_total", cause="noanswer") == 1
+
+
+def test_ami_state() -> None:
+    m = Metrics()
+    assert value(m, "callrouter_ami_connected") == 0
+    m.set_ami_state("connected")
+    assert value(m, "callrouter_ami_connected") == 1
+    assert value(m, "callrouter_ami_state", state="connected") == 1
+    assert value(m, "callrouter_ami_state", state="down") == 0
+    m.set_ami_state(False)
+    assert value(m, "callrouter_ami_state", state="down") == 1
+    m.set_ami_state("auth_failed")
+    assert value(m, "callrouter_ami_state", state="auth_failed") == 1
+    m.set_ami_state("sleepy")  # a status callback must never raise
+    assert value(m, "callrouter_ami_state", state="down") == 1
+    assert b"callrouter_ami_connected 0.0" in m.render()
