@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # The AMI listener's own vocabulary (ListenerStatus.state), plus "disabled" (no AMI set up).
 AMI_STATES = ("connected", "connecting", "down", "auth_failed", "stopped", "disabled")
+_AMI_ALIASES = {"disconnected": "down"}
 
 # Decision latency is dominated by one store round trip; the FastAGI budget is 0.5 s.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -124,6 +125,7 @@ class Metrics:
         """
         if isinstance(state, bool):
             state = "connected" if state else "down"
+        state = _AMI_ALIASES.get(state, state)
         if state not in AMI_STATES:
             if state not in self._unknown_states:
                 self._unknown_states.add(state)

@@ -7,14 +7,22 @@ import re
 
 from callrouter.numbers import mask
 
-# A run of 6+ digits, possibly with a leading '+' or url-encoded '%2B' and separators.
-_NUMBER = re.compile(r"(?:\+|%2B)?\d[\d\-. ()%20]{4,}\d")
+# Digits with a leading '+' (or url-encoded '%2B') and phone separators (not '.', so
+# IP addresses and versions survive); masked when they hold 7 digits or more.
+_NUMBER = re.compile(r"(?:\+|%2B)?\(?\d(?:[\d\- ()]|%20)*\d")
+_MIN_DIGITS = 7
 _TOKEN = re.compile(r"(access_token=)[^&\s\"']+")
 
 
 def redact(text: str) -> str:
     text = _TOKEN.sub(r"\1[redacted]", text)
-    return _NUMBER.sub(lambda m: mask(m.group(0)), text)
+    return _NUMBER.sub(_mask_match, text)
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    found = match.group(0)
+    digits = sum(ch.isdigit() for ch in found.replace("%2B", "").replace("%20", " "))
+    return mask(found) if digits >= _MIN_DIGITS else found
 
 
 class RedactingFilter(logging.Filter):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from callrouter.api import ComponentStatus
 from callrouter.config.rules_holder import RulesHolder
@@ -279,3 +282,18 @@ async def test_health_ok_without_ami(world: World) -> None:
     async with world.client() as client:
         r = await client.get("/api/v1/health")
     assert r.status_code == 200
+
+
+async def test_one_transaction_per_request(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[int] = []
+    original = world.store.transaction
+
+    def counting() -> Any:
+        opened.append(1)
+        return original()
+
+    monkeypatch.setattr(world.store, "transaction", counting)
+    async with world.client("admin") as client:
+        r = await client.patch("/api/v1/operators/op2", json={"queues": ["support", "sales"]})
+    assert r.status_code == 200
+    assert len(opened) == 1  # token check and the change share the request's transaction

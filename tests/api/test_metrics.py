@@ -76,6 +76,9 @@ def test_ami_state() -> None:
     assert value(m, "callrouter_ami_state", state="down") == 1
     m.set_ami_state("auth_failed")
     assert value(m, "callrouter_ami_state", state="auth_failed") == 1
+    m.set_ami_state("connected")
+    m.set_ami_state("disconnected")
+    assert value(m, "callrouter_ami_state", state="down") == 1
     m.set_ami_state("sleepy")  # a status callback must never raise
     assert value(m, "callrouter_ami_state", state="down") == 1
     assert b"callrouter_ami_connected 0.0" in m.render()
