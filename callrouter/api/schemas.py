@@ -146,6 +146,10 @@ class BindingOut(BaseModel):
     blocked: bool = Field(description="The operator opted out or is protected from this caller")
 
 
+class BindingListItem(BindingOut):
+    caller_number: str = Field(description="Masked for readonly tokens")
+
+
 class RoutingNowOut(BaseModel):
     queue: str
     decision: DecisionOut

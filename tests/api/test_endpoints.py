@@ -297,3 +297,19 @@ async def test_one_transaction_per_request(world: World, monkeypatch: pytest.Mon
         r = await client.patch("/api/v1/operators/op2", json={"queues": ["support", "sales"]})
     assert r.status_code == 200
     assert len(opened) == 1  # token check and the change share the request's transaction
+
+
+async def test_bindings_list(world: World) -> None:
+    async with world.store.transaction() as tx:
+        await tx.flags.add_opt_out(BORIS_CALLER, "op2")
+    async with world.client("supervisor") as sup, world.client("readonly") as ro:
+        full = (await sup.get("/api/v1/bindings")).json()
+        masked = (await ro.get("/api/v1/bindings")).json()
+    by_caller = {b["caller_number"]: b for b in full}
+    assert set(by_caller) == {ANNA_CALLER, BORIS_CALLER}
+    assert by_caller[ANNA_CALLER]["operator_name"] == "Anna"
+    assert by_caller[ANNA_CALLER]["seconds_left"] == 90 * 60
+    assert by_caller[ANNA_CALLER]["blocked"] is False
+    assert by_caller[BORIS_CALLER]["blocked"] is True
+    assert [b["caller_number"] for b in full] == [BORIS_CALLER, ANNA_CALLER]  # newest first
+    assert {b["caller_number"] for b in masked} == {"*********122", "*********789"}

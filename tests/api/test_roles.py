@@ -33,6 +33,7 @@ TABLE: list[tuple[str, str, Any, tuple[int | None, int | None, int | None, int |
     ("PATCH", "/api/v1/tickets/{ticket}", {"status": "closed"}, (200, 200, 200, 403)),
     ("POST", "/api/v1/route/simulate", {"caller": A}, (200, 200, 403, 403)),
     ("GET", "/api/v1/decisions", None, (200, 200, 403, 200)),
+    ("GET", "/api/v1/bindings", None, (200, 200, 403, 200)),
     ("GET", "/api/v1/operators", None, (200, 200, 403, 200)),
     ("GET", "/api/v1/operators/op2", None, (200, 200, 403, 200)),
     ("POST", "/api/v1/operators", {"id": "op9", "name": "Nina"}, (201, 403, 403, 403)),

@@ -10,12 +10,14 @@ from fastapi import APIRouter, Depends, Query
 from callrouter.api import schemas as s
 from callrouter.api.auth import Deps, Permission, Principal, Tx, require
 from callrouter.api.errors import Invalid, responses
+from callrouter.api.services.bindings import current_bindings
 from callrouter.api.services.context import normalise
 from callrouter.api.services.convert import caller_out, decision_out, record_out
 from callrouter.domain.model import OperatorState
 from callrouter.domain.reasons import ReasonCode
 
 Simulator = Annotated[Principal, Depends(require(Permission.SIMULATE))]
+Reader = Annotated[Principal, Depends(require(Permission.READ_STATE))]
 Auditor = Annotated[Principal, Depends(require(Permission.READ_DECISIONS))]
 
 
@@ -58,5 +60,17 @@ def build_router() -> APIRouter:
             since=since, until=until, limit=limit,
         )
         return [record_out(r, pii=who.sees_pii) for r in found]
+
+    @router.get("/bindings", response_model=list[s.BindingListItem])
+    async def bindings(
+        who: Reader, deps: Deps, tx: Tx,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> list[s.BindingListItem]:
+        """Callers who would go back to their operator if they rang now, newest first.
+
+        Per caller, the newest answered call that counts under its queue's sticky rules.
+        ``blocked``: that operator opted out of the caller or flagged them abusive.
+        Caller numbers are masked for readonly tokens."""
+        return await current_bindings(deps, tx, deps.clock(), limit, who.sees_pii)
 
     return router
