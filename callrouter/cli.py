@@ -240,7 +240,16 @@ def parse_ago(text: str) -> timedelta:
     """'40m', '2h', '1h30m', '90s' or plain minutes."""
     from callrouter.config.durations import parse_duration
 
-    return timedelta(seconds=parse_duration(text if not text.isdigit() else f"{text}m"))
+    try:
+        return timedelta(seconds=parse_duration(text if not text.isdigit() else f"{text}m"))
+    except ValueError:
+        raise ValueError(f"--ended {text!r}: expected 40m, 2h, 1h30m, 90s or minutes") from None
+
+
+async def require_operator(tx: Any, operator_id: str | None, option: str) -> None:
+    """A typo in an operator id is refused here, not stored (or a foreign-key traceback)."""
+    if operator_id and await tx.operators.get(operator_id) is None:
+        raise ValueError(f"{option} {operator_id!r}: no such operator (see operators list)")
 
 
 @calls_app.command("add")
@@ -269,6 +278,8 @@ def calls_add(
     )
 
     async def use(store: Any) -> str:
+        async with store.transaction() as tx:
+            await require_operator(tx, operator, "--operator")
         await store.write_call_records([record])
         async with store.transaction() as tx:
             call = await tx.calls.get_by_uniqueid(uniqueid)
@@ -296,6 +307,7 @@ def tickets_add(
 
     async def use(store: Any) -> Any:
         async with store.transaction() as tx:
+            await require_operator(tx, assignee, "--assignee")
             return await tx.tickets.create(number, subject, status=status, tier=tier,
                                            assignee_id=assignee)
 
@@ -321,6 +333,7 @@ def callers_flag(
 
     async def use(store: Any) -> Any:
         async with store.transaction() as tx:
+            await require_operator(tx, opt_out, "--opt-out")
             if vip is not None:
                 await tx.flags.set_vip_class(number, vip or None)
             if abusive is not None:
