@@ -59,7 +59,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
 
 
 def save_screenshot(page: Any, name: str) -> None:
-    """Into artifacts/ (CI keeps it) and docs/screenshots/ (the README shows it)."""
-    for folder in (ARTIFACTS, SCREENSHOTS):
+    """Into artifacts/ (CI keeps it); also docs/screenshots/ (the README's) only when
+    CALLROUTER_UPDATE_SCREENSHOTS=1, so a test run never dirties tracked files."""
+    folders = [ARTIFACTS]
+    if os.environ.get("CALLROUTER_UPDATE_SCREENSHOTS") == "1":
+        folders.append(SCREENSHOTS)
+    for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(folder / name), full_page=True)
