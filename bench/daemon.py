@@ -1,0 +1,170 @@
+"""The daemon side of the FastAGI benchmark: ``build_runtime`` on the bench database, in its
+own process, driven over a multiprocessing pipe; and the classic entry's router factory.
+
+Protocol on the pipe: the daemon sends ``{"port": N}`` once listening; the parent sends
+``"start"`` (the measured phase begins: CPU time and the optional profiler start) and
+``"stop"``; the daemon drains its decision writer, sends its figures and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import io
+import logging
+import os
+import pstats
+import random
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from callrouter.domain.model import Operator, OperatorState
+from callrouter.domain.reasons import ReasonCode
+from callrouter.domain.rules import Rules
+from callrouter.numbers import NumberNormaliser
+from callrouter.service.decision_writer import DecisionWriter
+from callrouter.service.ports import DecisionRecord, InboundCall
+from callrouter.service.routing import RoutingService
+from callrouter.store import Store, make_engine, make_sessionmaker
+
+if TYPE_CHECKING:
+    from callrouter.app import Runtime
+    from callrouter.config.settings import Settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # as `callrouter serve`
+DB_URL_ENV = "CALLROUTER_BENCH_DB_URL"
+
+
+class BenchPresence:
+    """Live operator states as an AMI listener would report them: most available, some in a
+    call, a few paused (fixed seed). The states are built once, like a presence map kept up
+    to date by events."""
+
+    def __init__(self, operator_ids: list[str], seed: int = 7) -> None:
+        rng = random.Random(seed)
+        pick = [OperatorState.AVAILABLE] * 7 + [OperatorState.IN_CALL] * 2 + [
+            OperatorState.PAUSED
+        ]
+        self._states = {op: rng.choice(pick) for op in operator_ids}
+
+    def states(self) -> Mapping[str, OperatorState]:
+        return self._states
+
+
+def bench_settings(url: str, max_sessions: int = 1000) -> Settings:
+    from callrouter.config.settings import DatabaseSettings, FastAgiSettings, Settings
+
+    return Settings(
+        database=DatabaseSettings(url=url),
+        fastagi=FastAgiSettings(host="127.0.0.1", port=0, max_sessions=max_sessions),
+    )
+
+
+async def build_bench_runtime(url: str, *, with_fastagi: bool, max_sessions: int = 1000) -> (
+    Runtime
+):
+    """The runtime ``callrouter serve`` builds (no HTTP, no AMI) with bench presence."""
+    from callrouter.app import build_runtime
+    from callrouter.config.rules_holder import RulesHolder
+
+    runtime = await build_runtime(bench_settings(url, max_sessions), RulesHolder(),
+                                  with_fastagi=with_fastagi, with_ami=False, with_api=False)
+    operators = await runtime.directory.operators()
+    # No AMI in the bench: give the service the live states an AMI listener would hold.
+    runtime.service._presence = BenchPresence(sorted(operators))
+    return runtime
+
+
+def daemon_process(url: str, conn: Connection, *, max_sessions: int, profile: str | None,
+                   log_path: str, log_level: str) -> None:
+    """Entry point of the daemon process (multiprocessing, spawn)."""
+    logging.basicConfig(level=log_level, format=LOG_FORMAT, filename=log_path)
+    try:
+        import uvloop  # type: ignore[import-not-found]
+    except ImportError:
+        asyncio.run(_daemon(url, conn, max_sessions, profile))
+    else:
+        if os.environ.get("CALLROUTER_BENCH_UVLOOP", "1") == "1":
+            uvloop.run(_daemon(url, conn, max_sessions, profile))
+        else:
+            asyncio.run(_daemon(url, conn, max_sessions, profile))
+
+
+async def _daemon(url: str, conn: Connection, max_sessions: int, profile: str | None) -> None:
+    runtime = await build_bench_runtime(url, with_fastagi=True, max_sessions=max_sessions)
+    conn.send({"port": runtime.fastagi.port, "loop": type(asyncio.get_running_loop()).__module__})
+    assert await asyncio.to_thread(conn.recv) == "start"
+    profiler = cProfile.Profile() if profile else None
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    written0 = runtime.writer.written
+    if profiler:
+        profiler.enable()
+    assert await asyncio.to_thread(conn.recv) == "stop"
+    pending = runtime.writer.pending
+    t_stop = time.perf_counter()
+    await runtime.writer.flush(timeout=120)
+    drain = time.perf_counter() - t_stop
+    if profiler:
+        profiler.disable()
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    figures: dict[str, Any] = {
+        "cpu_seconds": cpu, "wall_seconds": wall, "writer_pending_at_stop": pending,
+        "writer_drain_seconds": drain, "written": runtime.writer.written - written0,
+        "dropped": runtime.writer.dropped, "write_failures": runtime.writer.failures,
+    }
+    if profiler and profile:
+        profiler.dump_stats(profile)
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
+        figures["profile_top"] = out.getvalue()
+    await runtime.close()
+    conn.send(figures)
+
+
+class ClassicRouter:
+    """The classic entry's router: the same RoutingService on the same database, built in
+    each process (as ``callrouter-route.agi`` does per call) from the store alone — the
+    composition root's imports (HTTP, AMI, metrics) would only add start-up time — and
+    closed with its decision written."""
+
+    def __init__(self, service: RoutingService, writer: DecisionWriter, engine: Any) -> None:
+        self._service = service
+        self._writer = writer
+        self._engine = engine
+
+    async def route_call(self, call: InboundCall, now: datetime | None = None) -> DecisionRecord:
+        return await self._service.route_call(call, now)
+
+    def fallback(self, call: InboundCall, code: ReasonCode, text: str) -> DecisionRecord:
+        return self._service.fallback(call, code, text)
+
+    async def aclose(self) -> None:
+        await self._writer.close()
+        await self._engine.dispose()
+
+
+class _Directory:
+    def __init__(self, operators: Mapping[str, Operator]) -> None:
+        self._operators = operators
+
+    async def operators(self) -> Mapping[str, Operator]:
+        return self._operators
+
+
+async def make_classic_router() -> ClassicRouter:
+    """``CALLROUTER_AGI_ROUTER=daemon:make_classic_router`` (with bench/ on PYTHONPATH)."""
+    engine = make_engine(os.environ[DB_URL_ENV])
+    store = Store(make_sessionmaker(engine))
+    operators = await store.operators()
+    writer = DecisionWriter(store)
+    writer.start()
+    rules = Rules()
+    service = RoutingService(
+        rules=lambda: rules, numbers=NumberNormaliser("RU"), snapshots=store,
+        directory=_Directory(operators), presence=BenchPresence(sorted(operators)),
+        incidents=store, writer=writer,
+    )
+    return ClassicRouter(service, writer, engine)
