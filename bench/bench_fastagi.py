@@ -198,6 +198,7 @@ async def run(args: argparse.Namespace) -> None:
                                    "profile": args.profile, "log_path": log_path,
                                    "log_level": args.log_level})
         proc.start()
+        child.close()  # so a daemon that dies shows as EOFError here, not a hang
         try:
             hello = await asyncio.to_thread(parent.recv)
             port = hello["port"]
@@ -220,7 +221,8 @@ async def run(args: argparse.Namespace) -> None:
         print(f"         daemon: {daemon['cpu_seconds']:.1f} s CPU in {daemon['wall_seconds']:.1f}"
               f" s ({cpu_per_call:.0f} us/call); decisions written "
               f"{daemon['written']} (backlog {daemon['writer_pending_at_stop']} at stop, "
-              f"drained in {daemon['writer_drain_seconds']:.2f} s, dropped "
+              f"drained in {daemon['writer_drain_seconds']:.2f} s, left "
+              f"{daemon['left_unwritten']}, dropped "
               f"{daemon['dropped']}, write failures {daemon['write_failures']})")
         print(f"         actions: {dict(fast.actions.most_common())}")
         print(f"         reasons: {dict(fast.reasons.most_common())}", flush=True)
