@@ -159,6 +159,7 @@ async def run_demo(
 
     state = DemoState()
     tasks: set[asyncio.Task[None]] = set()
+    pauses: set[asyncio.Task[None]] = set()  # breaks last 8-20 s: never waited for at the end
     made = 0
     try:
         while calls == 0 or made < calls:
@@ -169,13 +170,15 @@ async def run_demo(
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             if made % 7 == 0:
-                tasks.add(asyncio.create_task(pause_someone(rng, ami, state, console)))
+                pause = asyncio.create_task(pause_someone(rng, ami, state, console))
+                pauses.add(pause)
+                pause.add_done_callback(pauses.discard)
             await asyncio.sleep(interval)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.sleep(1.5)  # let the call-record writer flush
     finally:
-        for task in tasks:
+        for task in tasks | pauses:
             task.cancel()
         await runtime.close()
         await ami.stop()
