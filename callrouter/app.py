@@ -187,7 +187,11 @@ def _default_journal(settings: Settings) -> Path:
     url = settings.database.url
     if is_sqlite(url):
         return Path(url.split("///", 1)[-1] + ".call-journal")
-    return Path("callrouter-call-journal.jsonl")
+    # Several daemons (one per Asterisk) may share PostgreSQL and a working directory:
+    # each needs its own journal, or one would replay the other's records as its own.
+    server = settings.ami.server_id
+    return Path("callrouter-call-journal.jsonl" if server == "default"
+                else f"callrouter-call-journal-{server}.jsonl")
 
 
 def _normalised(numbers: NumberNormaliser, submit: Callable[[Any], None]) -> Callable[[Any], None]:
