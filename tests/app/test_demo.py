@@ -46,3 +46,15 @@ async def test_demo_runs_and_leaves_history(tmp_path: Path) -> None:
         "default_queue", "escalated_repeat", "specialist_last_contact",
         "specialist_busy_wait", "specialist_unavailable",
     }
+
+
+async def test_demo_does_not_wait_for_an_operator_break(tmp_path: Path) -> None:
+    """Every 7th call sends an operator on an 8-20 s break; the end of a finite demo must
+    not wait for the break to finish (it did: the break was gathered with the calls)."""
+    output = io.StringIO()
+    await asyncio.wait_for(
+        run_demo(database=tmp_path / "demo.db", api_port=free_port(), agi_port=0, calls=7,
+                 interval=0.05, console=Console(file=output, width=200), time_scale=0.001),
+        7.5,  # a break lasts at least 8 s
+    )
+    assert "pauses (break)" in output.getvalue()
