@@ -79,7 +79,7 @@ class AmiSettings(_Section):
     ping_interval: float = Field(default=5.0, gt=0, le=3600)
     server_id: str = "default"
     # Where call records wait (JSON lines) while the database is unreachable; unset: next
-    # to the SQLite file, or ./callrouter-call-journal.jsonl with PostgreSQL.
+    # to the SQLite file, or ./callrouter-call-journal-<server_id>.jsonl with PostgreSQL.
     journal_path: Path | None = None
 
     @field_validator("events")
