@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from itertools import islice
 
 from callrouter.service.ports import DecisionLog, DecisionRecord
 
@@ -18,10 +20,18 @@ class DecisionWriter:
     backoff and keeps the newest ``max_backlog`` records (the oldest are dropped and
     counted, because a decision log is an audit aid, not the call record — the AMI
     listener's call records have their own journal and are never dropped).
+
+    When the sink has ``record_many``, the writer takes up to ``batch`` waiting records per
+    transaction: under load one commit carries many decisions instead of one each (a
+    batch that fails is retried whole, so order and at-least-once are kept).
     """
 
-    def __init__(self, sink: DecisionLog, max_backlog: int = 50_000) -> None:
+    def __init__(self, sink: DecisionLog, max_backlog: int = 50_000, batch: int = 200) -> None:
         self._sink = sink
+        self._batch = max(1, batch)
+        self._many: Callable[[Sequence[DecisionRecord]], Awaitable[None]] | None = getattr(
+            sink, "record_many", None
+        )
         self._backlog: deque[DecisionRecord] = deque()
         self._max = max_backlog
         self._wake = asyncio.Event()
@@ -52,7 +62,7 @@ class DecisionWriter:
         """Wait until everything submitted so far is written (tests, shutdown)."""
         if self._task is None:
             while self._backlog:
-                await self._write_one()
+                await self._write_some()
             return
         await asyncio.wait_for(self._idle.wait(), timeout)
 
@@ -66,11 +76,19 @@ class DecisionWriter:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    async def _write_one(self) -> None:
-        record = self._backlog[0]
-        await self._sink.record(record)
-        self._backlog.popleft()
-        self.written += 1
+    async def _write_some(self) -> None:
+        if self._many is None:
+            await self._sink.record(self._backlog[0])
+            self._backlog.popleft()
+            self.written += 1
+            return
+        batch = list(islice(self._backlog, self._batch))
+        await self._many(batch)
+        # submit() may have dropped the oldest records meanwhile: remove exactly ours.
+        for record in batch:
+            if self._backlog and self._backlog[0] is record:
+                self._backlog.popleft()
+        self.written += len(batch)
 
     async def _run(self) -> None:
         delay = 0.1
@@ -80,7 +98,7 @@ class DecisionWriter:
                 self._wake.clear()
                 await self._wake.wait()
             try:
-                await self._write_one()
+                await self._write_some()
                 delay = 0.1
             except asyncio.CancelledError:
                 raise

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, insert, select
+from sqlalchemy import String, cast, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callrouter.domain.model import Action, Decision
+from callrouter.domain.model import Action, Decision, Outcome
 from callrouter.domain.reasons import Reason, ReasonCode
 from callrouter.service.ports import DecisionRecord
-from callrouter.store.models import DecisionRow
+from callrouter.store.calls import new_call_id
+from callrouter.store.models import CallRow, DecisionRow
+from callrouter.store.sql import upsert_insert
 
 
 class DecisionRepository:
@@ -19,32 +22,50 @@ class DecisionRepository:
         self._session = session
 
     async def insert(self, record: DecisionRecord) -> None:
-        decision = record.decision
-        stmt = insert(DecisionRow).values(
-            id=record.id,
-            decided_at=record.decided_at,
-            caller_raw=record.caller_raw,
-            caller_number=record.caller_number,
-            queue=record.queue,
-            action=Action(decision.action).value,
-            target_operator_id=decision.target_operator_id,
-            target_interface=decision.target_interface,
-            target_queue=decision.queue,
-            priority=decision.priority,
-            wait_seconds=decision.wait_seconds,
-            announcement=decision.announcement,
-            escalated=decision.escalated,
-            reason_code=str(decision.reasons[0].code) if decision.reasons else "",
-            reason_codes=[str(r.code) for r in decision.reasons],
-            reasons=[{"code": str(r.code), "text": r.text} for r in decision.reasons],
-            inputs=dict(record.inputs),
-            latency_ms=record.latency_ms,
-            server_id=record.server_id,
-            uniqueid=record.uniqueid,
-            linkedid=record.linkedid,
-            channel=record.channel,
+        await self._session.execute(insert(DecisionRow).values(**_row_values(record)))
+
+    async def insert_many(self, records: Sequence[DecisionRecord]) -> None:
+        """Several decisions in one Core executemany: one compiled statement for the batch
+        (an ORM ``values(...)`` per record is compiled anew each time)."""
+        if records:
+            conn = await self._session.connection()
+            await conn.execute(insert(DecisionRow.__table__), [_row_values(r) for r in records])
+
+    async def open_calls(self, records: Sequence[DecisionRecord]) -> None:
+        """The call rows the decisions open, in one executemany — the batch form of
+        ``CallRepository.open_from_decision`` (same row, same merge into a row the AMI
+        listener wrote first: ``excluded`` holds exactly the decision's values)."""
+        if not records:
+            return
+        table = CallRow.__table__
+        stmt = upsert_insert(self._session, CallRow)
+        ex = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["server_id", "uniqueid"],
+            set_={
+                "decision_id": ex.decision_id, "action": ex.action,
+                "target_operator_id": ex.target_operator_id, "escalated": ex.escalated,
+                "caller_raw": ex.caller_raw, "caller_number": ex.caller_number,
+                "queue": ex.queue,
+                "linkedid": func.coalesce(table.c.linkedid, ex.linkedid),
+                "channel": func.coalesce(table.c.channel, ex.channel),
+            },
         )
-        await self._session.execute(stmt)
+        rows = [
+            {
+                "id": new_call_id(), "caller_raw": r.caller_raw, "caller_number": r.caller_number,
+                "queue": r.queue, "server_id": r.server_id, "uniqueid": r.uniqueid,
+                "linkedid": r.linkedid, "channel": r.channel, "decision_id": r.id,
+                "action": Action(r.decision.action).value,
+                "target_operator_id": r.decision.target_operator_id,
+                "started_at": r.decided_at, "outcome": Outcome.IN_PROGRESS.value,
+                "escalated": r.decision.escalated, "hold_seconds": 0, "talk_seconds": 0,
+                "transferred": False,
+            }
+            for r in records
+        ]
+        conn = await self._session.connection()
+        await conn.execute(stmt, rows)
 
     async def get(self, decision_id: str) -> DecisionRecord | None:
         row = await self._session.get(DecisionRow, decision_id)
@@ -82,6 +103,34 @@ class DecisionRepository:
             stmt = stmt.where(DecisionRow.decided_at < until)
         rows = await self._session.scalars(stmt.limit(limit))
         return [_record(r) for r in rows]
+
+
+def _row_values(record: DecisionRecord) -> dict[str, Any]:
+    decision = record.decision
+    return dict(
+        id=record.id,
+        decided_at=record.decided_at,
+        caller_raw=record.caller_raw,
+        caller_number=record.caller_number,
+        queue=record.queue,
+        action=Action(decision.action).value,
+        target_operator_id=decision.target_operator_id,
+        target_interface=decision.target_interface,
+        target_queue=decision.queue,
+        priority=decision.priority,
+        wait_seconds=decision.wait_seconds,
+        announcement=decision.announcement,
+        escalated=decision.escalated,
+        reason_code=str(decision.reasons[0].code) if decision.reasons else "",
+        reason_codes=[str(r.code) for r in decision.reasons],
+        reasons=[{"code": str(r.code), "text": r.text} for r in decision.reasons],
+        inputs=dict(record.inputs),
+        latency_ms=record.latency_ms,
+        server_id=record.server_id,
+        uniqueid=record.uniqueid,
+        linkedid=record.linkedid,
+        channel=record.channel,
+    )
 
 
 def _reasons(raw: list[Any]) -> tuple[Reason, ...]:

@@ -88,6 +88,16 @@ class Store:
             await DecisionRepository(session).insert(record)
             await CallRepository(session).open_from_decision(record)
 
+    async def record_many(self, records: Sequence[DecisionRecord]) -> None:
+        """Several decisions and their call rows in one transaction (the decision writer's
+        batches: one commit for many calls under load)."""
+        if not records:
+            return
+        async with self._sessions() as session, session.begin():
+            decisions = DecisionRepository(session)
+            await decisions.insert_many(records)
+            await decisions.open_calls(records)
+
     # CallRecordSink
     async def write_call_records(self, records: Sequence[CallRecord]) -> None:
         if not records:

@@ -1,0 +1,43 @@
+"""Store.record_many (the decision writer's batches) stores what record() stores."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from callrouter.service.ports import CallRecord
+from callrouter.store import Store
+
+from .builders import CALLER, ago, decision_record
+
+
+async def test_record_many_equals_record_one_by_one(store: Store) -> None:
+    one = [decision_record(at=ago(minutes=3), uniqueid="s1"), decision_record(at=ago(minutes=2))]
+    many = [decision_record(at=ago(minutes=3), uniqueid="m1"), decision_record(at=ago(minutes=2))]
+    for rec in one:
+        await store.record(rec)
+    await store.record_many(many)
+    async with store.transaction() as tx:
+        for a, b in zip(one, many, strict=True):
+            got_a, got_b = await tx.decisions.get(a.id), await tx.decisions.get(b.id)
+            assert got_a is not None and got_b is not None
+            assert replace(got_b, id=a.id, uniqueid=a.uniqueid, linkedid=a.linkedid,
+                           channel=a.channel) == got_a
+        calls = await tx.calls.recent_by_caller(CALLER)
+    by_decision = {c.decision_id: c for c in calls}
+    for a, b in zip(one, many, strict=True):
+        ca, cb = by_decision[a.id], by_decision[b.id]
+        assert (ca.outcome, ca.queue, ca.started_at, ca.caller_number) == (
+            cb.outcome, cb.queue, cb.started_at, cb.caller_number)
+
+
+async def test_record_many_merges_into_a_call_the_ami_listener_wrote_first(store: Store) -> None:
+    await store.write_call_records([CallRecord(uniqueid="u9", started_at=ago(minutes=5, seconds=1),
+                                               linkedid="L-ami")])
+    rec = decision_record(at=ago(minutes=5), uniqueid="u9")
+    await store.record_many([rec])
+    async with store.transaction() as tx:
+        call = await tx.calls.get_by_uniqueid("u9")
+    assert call is not None
+    assert call.decision_id == rec.id and call.caller_number == CALLER
+    assert call.started_at == ago(minutes=5, seconds=1)  # the AMI start is kept
+    assert call.linkedid == "L-ami"  # what AMI knew first is not overwritten
