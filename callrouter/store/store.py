@@ -17,6 +17,7 @@ from callrouter.store.decisions import DecisionRepository
 from callrouter.store.flags import CallerFlagsRepository
 from callrouter.store.incidents import IncidentRepository
 from callrouter.store.operators import OperatorRepository
+from callrouter.store.pg_snapshot import pg_snapshot
 from callrouter.store.snapshot import load_snapshot
 from callrouter.store.tickets import TicketRepository
 from callrouter.store.tokens import TokenRepository
@@ -60,6 +61,7 @@ class Store:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        self._postgres: bool | None = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -68,6 +70,15 @@ class Store:
 
     # CallerSnapshotSource
     async def snapshot(self, number: str, now: datetime, lookback_seconds: int) -> CallerSnapshot:
+        if self._postgres is None:
+            self._postgres = _dialect(self._sessions) == "postgresql"
+        if self._postgres:
+            # The FastAGI hot path: one statement straight on the asyncpg connection, no
+            # BEGIN/COMMIT (a single statement reads one consistent snapshot anyway).
+            async with self._sessions() as session:
+                conn = await session.connection()
+                raw = await conn.get_raw_connection()
+                return await pg_snapshot(raw.driver_connection, number, now, lookback_seconds)
         async with self._sessions() as session, session.begin():
             return await load_snapshot(session, number, now, lookback_seconds)
 
@@ -106,3 +117,8 @@ class Store:
             calls = CallRepository(session)
             for record in records:
                 await calls.apply_record(record)
+
+
+def _dialect(sessions: async_sessionmaker[AsyncSession]) -> str:
+    bind = sessions.kw.get("bind")
+    return bind.dialect.name if bind is not None else ""
