@@ -207,7 +207,8 @@ async def run(args: argparse.Namespace) -> None:
             blocks = env_blocks(port, mix, tag)
             warm = await load(port, blocks[: args.warmup], args.concurrency)
             print(f"warm-up: {warm.calls} calls ({warm.rate:.0f}/s), daemon loop "
-                  f"{hello['loop']}, log {log_path} at {args.log_level}", flush=True)
+                  f"{hello['loop']}, log {log_path} at {args.log_level}, engine options "
+                  f"{os.environ.get('CALLROUTER_BENCH_ENGINE') or 'as shipped'}", flush=True)
             parent.send("start")
             fast = await load(port, blocks[args.warmup:], args.concurrency)
             parent.send("stop")

@@ -54,6 +54,16 @@ class BenchPresence:
         return self._states
 
 
+def engine_options() -> dict[str, Any]:
+    """``CALLROUTER_BENCH_ENGINE="pool_size=40,max_overflow=0,pool_pre_ping=false"``."""
+    out: dict[str, Any] = {}
+    for item in filter(None, os.environ.get("CALLROUTER_BENCH_ENGINE", "").split(",")):
+        key, _, value = item.partition("=")
+        low = value.strip().lower()
+        out[key.strip()] = (low == "true") if low in ("true", "false") else int(value)
+    return out
+
+
 def bench_settings(url: str, max_sessions: int = 1000) -> Settings:
     from callrouter.config.settings import DatabaseSettings, FastAgiSettings, Settings
 
@@ -67,9 +77,14 @@ async def build_bench_runtime(url: str, *, with_fastagi: bool, max_sessions: int
     Runtime
 ):
     """The runtime ``callrouter serve`` builds (no HTTP, no AMI) with bench presence."""
+    import callrouter.app
     from callrouter.app import build_runtime
     from callrouter.config.rules_holder import RulesHolder
 
+    options = engine_options()
+    if options:  # a what-if: the engine the composition root would build with these options
+        make = callrouter.app.make_engine
+        callrouter.app.make_engine = lambda url, **kw: make(url, **{**options, **kw})  # type: ignore[assignment]
     runtime = await build_runtime(bench_settings(url, max_sessions), RulesHolder(),
                                   with_fastagi=with_fastagi, with_ami=False, with_api=False)
     operators = await runtime.directory.operators()
