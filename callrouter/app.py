@@ -17,6 +17,7 @@ from callrouter.config.settings import Settings
 from callrouter.numbers import NumberNormaliser
 from callrouter.service.caching import CachedDirectory, CachedIncidents
 from callrouter.service.decision_writer import DecisionWriter
+from callrouter.service.ports import DecisionRecord
 from callrouter.service.routing import NoPresence, RoutingService
 from callrouter.store.db import make_engine, make_sessionmaker
 from callrouter.store.migrate import upgrade
@@ -289,3 +290,41 @@ async def serve_forever(runtime: Runtime) -> None:
         await stop.wait()
     finally:
         await runtime.close()
+
+
+class _RecordingRouter:
+    """The classic entry lives for one call: it writes its decision before it returns."""
+
+    def __init__(self, service: RoutingService, store: Store) -> None:
+        self._service = service
+        self._store = store
+
+    async def route_call(self, call: Any, now: Any = None) -> DecisionRecord:
+        record = await self._service.route_call(call, now)
+        try:
+            await self._store.record(record)
+        except Exception as exc:  # the caller is routed either way
+            log.warning("decision %s not logged: %s", record.id, exc)
+        return record
+
+    def fallback(self, call: Any, code: Any, text: str) -> DecisionRecord:
+        return self._service.fallback(call, code, text)
+
+
+async def build_classic_router() -> _RecordingRouter:
+    """The router of ``agi/callrouter-route.agi`` (one process per call, no AMI presence:
+    a sticky target is only rung directly by the FastAGI daemon, which has live states)."""
+    from callrouter.config.settings import load_settings
+
+    settings = load_settings()
+    rules = RulesHolder.from_file(settings.config_file)
+    # No migration here: a process per call must be quick; ``callrouter db upgrade`` (or a
+    # running ``callrouter serve``) prepares the database.
+    store = Store(make_sessionmaker(make_engine(settings.database.url)))
+    service = RoutingService(
+        rules=lambda: rules.rules,
+        numbers=NumberNormaliser(settings.numbers.default_region,
+                                 settings.numbers.shared_numbers),
+        snapshots=store, directory=store, presence=NoPresence(), incidents=store,
+    )
+    return _RecordingRouter(service, store)

@@ -15,6 +15,7 @@ from callrouter.domain.model import (
     Decision,
     Incident,
     Operator,
+    OperatorState,
     RoutingContext,
 )
 from callrouter.domain.reasons import Reason, ReasonCode
@@ -44,7 +45,7 @@ def utcnow() -> datetime:
 class NoPresence:
     """Presence when no AMI listener runs: every operator is ``unknown`` (so: the pool)."""
 
-    def states(self) -> Mapping[str, object]:
+    def states(self) -> Mapping[str, OperatorState]:
         return {}
 
 
