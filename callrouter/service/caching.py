@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from callrouter.domain.model import Incident, Operator
 from callrouter.service.ports import IncidentSource, OperatorDirectory
+
+T = TypeVar("T")
+
+
+class _SingleFlight(Generic[T]):
+    """One reload at a time, shared by every caller that needs it, and shielded: a caller
+    cancelled by its time budget does not abort the reload the others wait for. Without
+    this, an expiry under load starts one store read per waiting call, each cancelled at
+    the budget, and the cache never fills again."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[T] | None = None
+
+    async def run(self, load: Callable[[], Awaitable[T]]) -> T:
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(load())
+            self._task.add_done_callback(_retrieve)
+        return await asyncio.shield(self._task)
+
+    def reset(self) -> None:
+        self._task = None
+
+
+def _retrieve(task: asyncio.Task[T]) -> None:
+    if not task.cancelled():
+        task.exception()  # a failed reload is raised to its waiters, not logged as lost
 
 
 class CachedDirectory:
@@ -21,15 +49,25 @@ class CachedDirectory:
         self._ttl = ttl
         self._value: Mapping[str, Operator] | None = None
         self._at = 0.0
+        self._generation = 0
+        self._reload: _SingleFlight[Mapping[str, Operator]] = _SingleFlight()
 
     async def operators(self) -> Mapping[str, Operator]:
         if self._value is None or time.monotonic() - self._at > self._ttl:
-            self._value = await self._source.operators()
-            self._at = time.monotonic()
+            return await self._reload.run(self._load)
         return self._value
+
+    async def _load(self) -> Mapping[str, Operator]:
+        generation = self._generation
+        value = await self._source.operators()
+        if generation == self._generation:  # not invalidated meanwhile
+            self._value, self._at = value, time.monotonic()
+        return value
 
     def invalidate(self) -> None:
         self._value = None
+        self._generation += 1
+        self._reload.reset()
 
 
 class CachedIncidents:
@@ -40,12 +78,23 @@ class CachedIncidents:
         self._ttl = ttl
         self._value: Sequence[Incident] | None = None
         self._at = 0.0
+        self._generation = 0
+        self._reload: _SingleFlight[Sequence[Incident]] = _SingleFlight()
 
     async def active_incidents(self, now: datetime) -> Sequence[Incident]:
-        if self._value is None or time.monotonic() - self._at > self._ttl:
-            self._value = await self._source.active_incidents(now)
-            self._at = time.monotonic()
-        return [i for i in self._value if i.ended_at is None or i.ended_at > now]
+        value = self._value
+        if value is None or time.monotonic() - self._at > self._ttl:
+            value = await self._reload.run(lambda: self._load(now))
+        return [i for i in value if i.ended_at is None or i.ended_at > now]
+
+    async def _load(self, now: datetime) -> Sequence[Incident]:
+        generation = self._generation
+        value = await self._source.active_incidents(now)
+        if generation == self._generation:  # not invalidated meanwhile
+            self._value, self._at = value, time.monotonic()
+        return value
 
     def invalidate(self) -> None:
         self._value = None
+        self._generation += 1
+        self._reload.reset()
