@@ -262,7 +262,8 @@ class RouteHandler:
         values = channel_variables(record, default_queue=call.queue or self.default_queue)
         await set_variables(session.channel, values)
         self.observer.decision(record, time.perf_counter() - started, fallback)
-        log.info("call %s from %s: %s %s queue=%s reason=%s decision=%s",
+        # RoutingService already logs every decision at INFO; one line per call is enough.
+        log.debug("call %s from %s: %s %s queue=%s reason=%s decision=%s",
                  call.uniqueid, mask_number(call.caller_raw), values[cv.ACTION],
                  values[cv.TARGET] or "-", values[cv.QUEUE], values[cv.REASON],
                  values[cv.DECISION])
