@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -75,10 +76,21 @@ class Store:
         if self._postgres:
             # The FastAGI hot path: one statement straight on the asyncpg connection, no
             # BEGIN/COMMIT (a single statement reads one consistent snapshot anyway).
-            async with self._sessions() as session:
-                conn = await session.connection()
+            session = self._sessions()
+            try:
+                conn = await session.connection()  # waiting for the pool may be cancelled
                 raw = await conn.get_raw_connection()
-                return await pg_snapshot(raw.driver_connection, number, now, lookback_seconds)
+            except BaseException:
+                await session.close()
+                raise
+            # ...the query may not: a call past its time budget is cancelled, and a query
+            # cancelled mid-flight costs the connection (asyncpg drops it, the pool opens
+            # a new one — under load, a reconnect storm). Finish it, discard the answer.
+            read = asyncio.ensure_future(
+                _read_and_close(session, raw.driver_connection, number, now, lookback_seconds)
+            )
+            read.add_done_callback(_retrieve)
+            return await asyncio.shield(read)
         async with self._sessions() as session, session.begin():
             return await load_snapshot(session, number, now, lookback_seconds)
 
@@ -122,3 +134,17 @@ class Store:
 def _dialect(sessions: async_sessionmaker[AsyncSession]) -> str:
     bind = sessions.kw.get("bind")
     return bind.dialect.name if bind is not None else ""
+
+
+async def _read_and_close(
+    session: AsyncSession, conn: object, number: str, now: datetime, lookback_seconds: int
+) -> CallerSnapshot:
+    try:
+        return await pg_snapshot(conn, number, now, lookback_seconds)
+    finally:
+        await session.close()
+
+
+def _retrieve(task: asyncio.Future[CallerSnapshot]) -> None:
+    if not task.cancelled():
+        task.exception()  # raised to the caller when it still waits; never "never retrieved"
