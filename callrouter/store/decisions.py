@@ -29,7 +29,8 @@ class DecisionRepository:
         (an ORM ``values(...)`` per record is compiled anew each time)."""
         if records:
             conn = await self._session.connection()
-            await conn.execute(insert(DecisionRow.__table__), [_row_values(r) for r in records])
+            table = DecisionRow.__table__
+            await conn.execute(insert(table), [_row_values(r) for r in records])  # type: ignore[arg-type]
 
     async def open_calls(self, records: Sequence[DecisionRecord]) -> None:
         """The call rows the decisions open, in one executemany — the batch form of
