@@ -99,6 +99,21 @@ class Journal:
             pass
         return out
 
+    def rewrite(self, records: Sequence[CallRecord]) -> None:
+        """Make ``records`` the unwritten part, atomically: a crash leaves the old journal
+        or the new one, never a truncated one. The written part is kept as it is, so the
+        committed offset stays right for both."""
+        head = b""
+        with contextlib.suppress(FileNotFoundError), self.path.open("rb") as f:
+            head = f.read(self.committed())
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("wb") as f:
+            f.write(head + "".join(record_to_json(r) + "\n" for r in records).encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self.pending = len(records)
+
     def commit(self, offset: int, count: int) -> None:
         self.pending = max(0, self.pending - count)
         if self.pending == 0:
@@ -187,9 +202,8 @@ class CallRecordWriter:
             # so they go in front by rewriting the unwritten part.
             rest = [r for r, _ in self.journal.read(limit=None)]
             older = list(self.memory)
+            self.journal.rewrite(older + rest)
             self.memory.clear()
-            self.journal.commit(0, self.journal.pending)  # truncate
-            self.journal.append(older + rest)
         self._update()
 
     def _update(self) -> None:
