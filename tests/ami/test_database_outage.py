@@ -31,6 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from callrouter.ami import journal as journal_module
 from callrouter.ami.journal import CallRecordWriter
 from callrouter.ami.listener import AmiListener, AmiSettings
 from callrouter.simulator.ami import FakeAmiServer
@@ -45,13 +46,19 @@ OP1, OP2 = "Local/op1@operators/n", "Local/op2@operators/n"
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; ``stop()`` is a dead database server."""
+    """Forwards 127.0.0.1:<port> to a target; ``stop()`` is a dead database server.
+
+    ``lose_next_commit_reply()``: the next ``COMMIT`` goes through, its answer never comes
+    back and the client's connection is reset (the batch is in, the writer cannot know).
+    """
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.port = 0
+        self.commit_replies_lost = 0
+        self._lose_commit_reply = False
         self._server: asyncio.Server | None = None
-        self._transports: set[asyncio.BaseTransport] = set()
+        self._transports: set[asyncio.WriteTransport] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -69,6 +76,9 @@ class TcpProxy:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def lose_next_commit_reply(self) -> None:
+        self._lose_commit_reply = True
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._transports.add(writer.transport)
         try:
@@ -77,8 +87,9 @@ class TcpProxy:
             writer.transport.abort()
             return
         self._transports.add(up_writer.transport)
-        pipes = [asyncio.create_task(self._pipe(reader, up_writer)),
-                 asyncio.create_task(self._pipe(up_reader, writer))]
+        mute = asyncio.Event()  # set: answers from the server are dropped
+        pipes = [asyncio.create_task(self._pipe(reader, up_writer, mute, writer)),
+                 asyncio.create_task(self._pipe(up_reader, writer, mute, None))]
         self._tasks.update(pipes)
         try:
             await asyncio.gather(*pipes, return_exceptions=True)
@@ -88,12 +99,20 @@ class TcpProxy:
             writer.transport.abort()
             up_writer.transport.abort()
 
-    @staticmethod
-    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                    mute: asyncio.Event, client: asyncio.StreamWriter | None) -> None:
         try:
             while data := await src.read(65536):
+                if client is None and mute.is_set():
+                    continue  # the answer is lost on the way
                 dst.write(data)
                 await dst.drain()
+                if client is not None and self._lose_commit_reply and b"COMMIT" in data:
+                    self._lose_commit_reply = False
+                    self.commit_replies_lost += 1
+                    mute.set()
+                    await asyncio.sleep(0.3)  # the server has long committed by now
+                    client.transport.abort()
         finally:
             dst.transport.abort()  # one side gone: the whole connection is gone
 
@@ -107,6 +126,7 @@ class Database:
     stop: Callable[[], Awaitable[None]]
     start: Callable[[], Awaitable[None]]
     engine_options: dict[str, Any]
+    proxy: TcpProxy | None = None
 
 
 def _in_thread(coro: Any) -> Any:
@@ -144,7 +164,7 @@ async def pg(own_pg_url: str) -> AsyncIterator[Database]:
     proxy = TcpProxy(direct.host or "127.0.0.1", direct.port or 5432)
     await proxy.start()
     url = direct.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    yield Database(url, own_pg_url, proxy.stop, proxy.start, {})
+    yield Database(url, own_pg_url, proxy.stop, proxy.start, {}, proxy)
     with contextlib.suppress(AssertionError):
         await proxy.stop()
 
@@ -229,6 +249,14 @@ class Daemon:
     def queued(self) -> int:
         return self.writer.status.queued_memory + self.writer.status.queued_journal
 
+    async def drained(self, db: Database, n: int, submitted: int | None = None) -> None:
+        """This daemon's listener gave the writer ``submitted`` records (default ``n``), the
+        writer holds none, and the database has ``n`` calls."""
+        async def done() -> bool:
+            return (len(self.submitted) >= (n if submitted is None else submitted)
+                    and self.queued() == 0 and await _count_is(db, n))
+        await eventually(done, f"{n} calls written and the writer drained")
+
 
 @pytest.fixture
 async def ami() -> AsyncIterator[FakeAmiServer]:
@@ -291,7 +319,7 @@ async def test_outage_while_calls_complete_every_record_lands_once(
         assert daemon.queued() == 9
 
         await database.start()
-        await eventually(_sync(lambda: daemon.queued() == 0), "the writer drained")
+        await daemon.drained(database, 12)
         assert daemon.writer.status.sink_up
         await assert_exactly_once(database, expected)
         assert_journal_drained(journal)
@@ -299,7 +327,7 @@ async def test_outage_while_calls_complete_every_record_lands_once(
 
         # and it goes on as normal afterwards
         expected.update(await calls(ami, 12, 2))
-        await eventually(lambda: _count_is(database, 14), "calls after the outage written")
+        await daemon.drained(database, 14)
         await assert_exactly_once(database, expected)
     finally:
         await daemon.stop()
@@ -329,34 +357,113 @@ async def test_daemon_restarts_during_outage_journal_is_written_on_start(
     try:
         await eventually(lambda: _count_is(database, 8), "the journal written on start")
         expected.update(await calls(ami, 8, 3))
-        await eventually(_sync(lambda: second.queued() == 0), "the writer drained")
-        await eventually(lambda: _count_is(database, 11), "new calls written")
+        await second.drained(database, 11, submitted=3)
         await assert_exactly_once(database, expected)
         assert_journal_drained(journal)
     finally:
         await second.stop()
 
 
+class _Crash(Exception):
+    pass
+
+
+class _OsThatDiesOnReplace:
+    """``os`` for the journal module, where the process "dies" at the atomic switch."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    @staticmethod
+    def replace(*_args: object) -> None:
+        raise _Crash
+
+
+async def test_crash_while_stopping_loses_nothing_the_journal_held(
+        database: Database, ami: FakeAmiServer, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """stop() during an outage puts memory in front of the journal's records by rewriting
+    the journal; dying in the middle of that must leave the old journal whole (it once
+    truncated it first, then appended: a crash in between lost every journaled record).
+    What only memory held is lost in a crash: that is the memory bound's deal."""
+    journal = tmp_path / "ast1.journal"
+    first = Daemon(database, ami, journal, memory_limit=2)
+    await first.start()
+    expected = await calls(ami, 0, 2)
+    await eventually(lambda: _count_is(database, 2), "the first 2 calls written")
+    await database.stop()
+    in_memory = await calls(ami, 2, 2)
+    journaled = await calls(ami, 4, 3)
+    await eventually(_sync(lambda: first.queued() == 5), "5 records held")
+    assert first.writer.status.queued_journal == 3
+    await first.listener.stop()
+    monkeypatch.setattr(journal_module, "os", _OsThatDiesOnReplace())
+    with pytest.raises(_Crash):
+        await first.writer.stop(timeout=0.5)
+    monkeypatch.undo()
+    await first.engine.dispose()
+
+    await database.start()
+    second = Daemon(database, ami, journal, memory_limit=2)
+    await second.start()
+    try:
+        expected.update(journaled)
+        await second.drained(database, 5, submitted=0)
+        await assert_exactly_once(database, expected)
+        assert not set(in_memory) & set(await rows(database))
+        assert_journal_drained(journal)
+    finally:
+        await second.stop()
+
+
 @pytest.mark.postgres
-async def test_flapping_database_cut_mid_write(pg: Database, ami: FakeAmiServer,
-                                               tmp_path: Path) -> None:
-    """The connection is cut at arbitrary points, in the middle of a batch's transaction or
-    between its COMMIT and the answer: a batch is retried whole, and the upsert by
-    (server_id, uniqueid) keeps a retried batch that did commit from doubling any row."""
+async def test_commit_went_through_but_its_answer_was_lost(pg: Database, ami: FakeAmiServer,
+                                                           tmp_path: Path) -> None:
+    """The worst cut: the batch's COMMIT reached PostgreSQL, the answer did not reach the
+    writer. It must retry the batch (it cannot know), and the upsert by (server_id,
+    uniqueid) must keep the repeat from doubling any row."""
+    assert pg.proxy is not None
+    daemon = Daemon(pg, ami, tmp_path / "ast1.journal", memory_limit=5)
+    await daemon.start()
+    try:
+        expected = await calls(ami, 0, 2)
+        await eventually(lambda: _count_is(pg, 2), "the first 2 calls written")
+        pg.proxy.lose_next_commit_reply()
+        expected.update(await calls(ami, 2, 4))
+        await daemon.drained(pg, 6)
+        assert pg.proxy.commit_replies_lost == 1
+        assert daemon.writer.status.failures >= 1  # the writer saw the batch fail...
+        await assert_exactly_once(pg, expected)  # ...which was in, and is in once
+    finally:
+        await daemon.stop()
+
+
+@pytest.mark.postgres
+async def test_flapping_database_while_calls_keep_coming(pg: Database, ami: FakeAmiServer,
+                                                         tmp_path: Path) -> None:
+    """Calls complete all the time while the database goes down and up six times: cuts land
+    at arbitrary points (idle pooled connections, mid-transaction, during retries)."""
     journal = tmp_path / "ast1.journal"
     daemon = Daemon(pg, ami, journal, memory_limit=5)
     await daemon.start()
     expected: dict[str, tuple[str, str]] = {}
+
+    async def feed() -> None:
+        for i in range(40):
+            expected.update(await calls(ami, i, 1))
+            await asyncio.sleep(0.01)
+
     try:
+        feeder = asyncio.create_task(feed())
         for round_ in range(6):
-            expected.update(await calls(ami, round_ * 5, 5))
-            await asyncio.sleep(0.02 * round_)  # cut at a different moment each round
+            await asyncio.sleep(0.03 + 0.02 * round_)
             await pg.stop()
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.08)
             await pg.start()
-        await eventually(_sync(lambda: daemon.queued() == 0), "the writer drained")
-        await eventually(lambda: _count_is(pg, 30), "all 30 calls written")
+        await feeder
+        await daemon.drained(pg, 40)
         await assert_exactly_once(pg, expected)
+        assert daemon.writer.status.failures >= 1
         if journal.exists():
             assert_journal_drained(journal)
     finally:
