@@ -24,7 +24,7 @@ from callrouter.domain.model import Operator, OperatorState, Outcome, TicketStat
 from callrouter.numbers import NumberError, NumberNormaliser
 from callrouter.service.ports import CallRecord
 from callrouter.store.errors import StoreError
-from callrouter.store.store import Store
+from callrouter.store.store import Store, Transaction
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__,
                   pretty_exceptions_show_locals=False)
@@ -99,6 +99,16 @@ async def with_store(settings: Settings, use: Callable[[Any], Awaitable[T]]) -> 
         return await use(Store(make_sessionmaker(engine)))
     finally:
         await engine.dispose()
+
+
+def in_transaction(settings: Settings, action: Callable[[Transaction], Awaitable[T]]) -> T:
+    """Run one store use case in one transaction (commit on success, rollback on error)."""
+
+    async def use(store: Store) -> T:
+        async with store.transaction() as tx:
+            return await action(tx)
+
+    return run(with_store(settings, use))
 
 
 def normaliser(settings: Settings) -> NumberNormaliser:
@@ -194,11 +204,7 @@ def operators_add(
     settings = load_settings(config)
     op = Operator(operator_id, name, tuple(interface), tier, tuple(queue or ()))
 
-    async def use(store: Store) -> Operator:
-        async with store.transaction() as tx:
-            return await tx.operators.add(op)
-
-    added = run(with_store(settings, use))
+    added = in_transaction(settings, lambda tx: tx.operators.add(op))
     out.print(f"added {added.id} ({added.name}, {added.tier}) on {', '.join(added.interfaces)}")
 
 
@@ -208,12 +214,8 @@ def operators_list(config: ConfigOpt = None) -> None:
     """List operators."""
     settings = load_settings(config)
 
-    async def use(store: Any) -> list[Operator]:
-        async with store.transaction() as tx:
-            return list(await tx.operators.list())
-
     table = Table("id", "name", "tier", "interfaces", "queues", "active")
-    for op in run(with_store(settings, use)):
+    for op in in_transaction(settings, lambda tx: tx.operators.list()):
         table.add_row(op.id, op.name, str(op.tier), ", ".join(op.interfaces),
                       ", ".join(op.queues), "yes" if op.active else "no")
     out.print(table)
@@ -225,11 +227,7 @@ def operators_deactivate(operator_id: str, config: ConfigOpt = None) -> None:
     """Deactivate an operator (kept for history; never a routing target)."""
     settings = load_settings(config)
 
-    async def use(store: Store) -> Operator:
-        async with store.transaction() as tx:
-            return await tx.operators.deactivate(operator_id)
-
-    op = run(with_store(settings, use))
+    op = in_transaction(settings, lambda tx: tx.operators.deactivate(operator_id))
     out.print(f"deactivated {op.id}")
 
 
@@ -362,12 +360,8 @@ def incidents_start(
     """Start an incident: callers in scope hear the announcement, no count escalation."""
     settings = load_settings(config)
 
-    async def use(store: Any) -> Any:
-        async with store.transaction() as tx:
-            return await tx.incidents.start(announcement, title=title, prefixes=prefix or (),
-                                            started_by="cli")
-
-    incident = run(with_store(settings, use))
+    incident = in_transaction(settings, lambda tx: tx.incidents.start(
+        announcement, title=title, prefixes=prefix or (), started_by="cli"))
     out.print(f"incident {incident.id} started ({', '.join(incident.prefixes) or 'all callers'})")
 
 
@@ -377,11 +371,7 @@ def incidents_end(incident_id: str, config: ConfigOpt = None) -> None:
     """End an incident."""
     settings = load_settings(config)
 
-    async def use(store: Any) -> Any:
-        async with store.transaction() as tx:
-            return await tx.incidents.end(incident_id)
-
-    run(with_store(settings, use))
+    in_transaction(settings, lambda tx: tx.incidents.end(incident_id))
     out.print(f"incident {incident_id} ended")
 
 
@@ -421,9 +411,8 @@ def route(
         known = ", ".join(sorted(rules.queues))
         raise fail(f"unknown queue {entry!r}: the rules know {known}")
     numbers = normaliser(settings)
-    if not numbers.caller(caller).identified and caller.strip().lower() not in (
-        "", "unknown", "anonymous", "withheld", "restricted", "private"
-    ):
+    parsed = numbers.caller(caller)
+    if parsed.number is None and not parsed.withheld:
         numbers.normalise(caller)  # raises NumberError with the reason
 
     explicit = parse_states(state or [])
@@ -505,12 +494,8 @@ def token_list(config: ConfigOpt = None) -> None:
     """List tokens (never their values)."""
     settings = load_settings(config)
 
-    async def use(store: Any) -> Any:
-        async with store.transaction() as tx:
-            return await tx.tokens.list()
-
     table = Table("id", "name", "role", "operator", "created", "revoked")
-    for t in run(with_store(settings, use)):
+    for t in in_transaction(settings, lambda tx: tx.tokens.list()):
         table.add_row(t.id, t.name, str(t.role), t.operator_id or "-",
                       f"{t.created_at:%Y-%m-%d %H:%M}",
                       f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "-")
@@ -523,11 +508,7 @@ def token_revoke(token_id: str, config: ConfigOpt = None) -> None:
     """Revoke a token."""
     settings = load_settings(config)
 
-    async def use(store: Any) -> Any:
-        async with store.transaction() as tx:
-            return await tx.tokens.revoke(token_id)
-
-    run(with_store(settings, use))
+    in_transaction(settings, lambda tx: tx.tokens.revoke(token_id))
     out.print(f"token {token_id} revoked")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from callrouter.ami.interfaces import InterfaceMap, interface_key
 from callrouter.ami.message import AmiMessage, OnceLog, to_int
@@ -113,6 +114,9 @@ class PresenceBook:
         self.connected = False
         self._snapshot: dict[str, MemberView] | None = None
         self._states: dict[str, OperatorState] = {}
+        # states() is read on every routed call: its mapping is rebuilt only after a change.
+        self._states_view: Mapping[str, OperatorState] | None = None
+        self._states_view_connected = False
         self._since: dict[str, float] = {}
         self._calls: dict[str, str] = {}  # operator id -> uniqueid of the call it is in
         self.anomaly = OnceLog(log)
@@ -136,10 +140,15 @@ class PresenceBook:
 
     def states(self) -> Mapping[str, OperatorState]:
         """Every known operator's state; all ``unknown`` while the AMI link is down."""
-        if not self.connected:
-            return {op_id: OperatorState.UNKNOWN for op_id in self.interfaces.operators}
-        return {op_id: self._states.get(op_id, OperatorState.UNKNOWN)
-                for op_id in self.interfaces.operators}
+        if self._states_view is None or self._states_view_connected != self.connected:
+            if self.connected:
+                view = {op_id: self._states.get(op_id, OperatorState.UNKNOWN)
+                        for op_id in self.interfaces.operators}
+            else:
+                view = dict.fromkeys(self.interfaces.operators, OperatorState.UNKNOWN)
+            self._states_view = MappingProxyType(view)
+            self._states_view_connected = self.connected
+        return self._states_view
 
     def state_in(self, operator_id: str, queue: str) -> OperatorState:
         """State as the given (entry) queue sees it."""
@@ -320,6 +329,7 @@ class PresenceBook:
     def _set(self, op_id: str, state: OperatorState, now: float) -> None:
         if self._states.get(op_id) != state:
             self._states[op_id] = state
+            self._states_view = None
             self._since[op_id] = now
             self.on_change(op_id, state)
 

@@ -16,6 +16,7 @@ from callrouter import channel_vars as cv
 from callrouter.domain.model import Action, Decision
 from callrouter.domain.reasons import Reason, ReasonCode
 from callrouter.fastagi.protocol import AgiChannel, AgiEnvironment, AgiHangup, quote_arg
+from callrouter.numbers import mask
 from callrouter.service.ports import DecisionRecord, InboundCall
 
 log = logging.getLogger("callrouter.fastagi")
@@ -58,15 +59,6 @@ class AgiSession:
 
 AgiHandler = Callable[[AgiSession], Awaitable[None]]
 
-
-def mask_number(raw: str | None) -> str:
-    """Mask a phone number for logs, keeping the last 3 digits (``***234``)."""
-    if not raw:
-        return "-"
-    digits = sum(c.isdigit() for c in raw)
-    if digits < 4:
-        return raw if not any(c.isdigit() for c in raw) else "***"
-    return "***" + raw[-3:]
 
 
 def inbound_call(env: AgiEnvironment, *, default_queue: str, server_id: str = "default") -> (
@@ -229,14 +221,14 @@ class RouteHandler:
             task.add_done_callback(_swallow)
             text = f"no decision within {self.budget * 1000:.0f} ms"
             log.warning("%s for caller %s uniqueid %s; letting the call through to queue %s",
-                        text, mask_number(call.caller_raw), call.uniqueid, call.queue)
+                        text, mask(call.caller_raw), call.uniqueid, call.queue)
             return self._fallback(call, ReasonCode.FALLBACK_TIMEOUT, text), (
                 ReasonCode.FALLBACK_TIMEOUT
             )
         exc = task.exception()
         if exc is not None:
             log.error("routing failed for caller %s uniqueid %s (%s: %s); letting the call "
-                      "through to queue %s", mask_number(call.caller_raw), call.uniqueid,
+                      "through to queue %s", mask(call.caller_raw), call.uniqueid,
                       type(exc).__name__, exc, call.queue)
             return self._fallback(call, ReasonCode.FALLBACK_ERROR,
                                   f"routing failed: {type(exc).__name__}"), (
@@ -264,7 +256,7 @@ class RouteHandler:
         self.observer.decision(record, time.perf_counter() - started, fallback)
         # RoutingService already logs every decision at INFO; one line per call is enough.
         log.debug("call %s from %s: %s %s queue=%s reason=%s decision=%s",
-                 call.uniqueid, mask_number(call.caller_raw), values[cv.ACTION],
+                 call.uniqueid, mask(call.caller_raw), values[cv.ACTION],
                  values[cv.TARGET] or "-", values[cv.QUEUE], values[cv.REASON],
                  values[cv.DECISION])
 
