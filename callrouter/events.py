@@ -18,25 +18,31 @@ log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 100
 
-# Topics the API streams from (payloads are documented in docs/api.md).
+# Topics the API streams from (payloads are documented in docs/api.md). Every payload is
+# an envelope {"event": name, ...}, so one subscription can read several topics.
 DASHBOARD = "dashboard"  # {"event": "decision" | "operator_state", "data": {...}}
+# A token was revoked or an operator deactivated: open streams re-check their access now.
+ACCESS = "access"  # {"event": "access_changed", "token_id": ... | "operator_id": ...}
 
 
 def operator_topic(operator_id: str) -> str:
-    """The topic of one operator's screen-pop: only that operator's stream reads it."""
+    """The topic of one operator's screen-pop and call ends: only that operator's stream
+    reads it. Payloads: {"event": "answered" | "call_ended", "data": {...}}."""
     return f"operator:{operator_id}"
 
 
 class Subscription:
-    """One subscriber of one topic: an async iterator of payloads, registered when created.
+    """One subscriber of one or more topics: an async iterator of payloads, in the order
+    they were published, registered when created.
 
     Registering at creation (not at the first ``__anext__``) means an event published right
     after ``subscribe()`` returns is not lost. ``close()`` (or leaving ``async with``)
     unregisters it; iteration then stops.
     """
 
-    def __init__(self, hub: EventHub, topic: str, maxsize: int) -> None:
-        self.topic = topic
+    def __init__(self, hub: EventHub, topics: tuple[str, ...], maxsize: int) -> None:
+        self.topics = topics
+        self.topic = topics[0]
         self.dropped = 0
         self._hub = hub
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=maxsize)
@@ -109,19 +115,25 @@ class EventHub:
                     )
         return len(subscribers)
 
-    def subscribe(self, topic: str, queue_size: int | None = None) -> Subscription:
-        """A new subscription of ``topic``, receiving everything published from now on."""
-        subscription = Subscription(self, topic, queue_size or self.queue_size)
-        self._topics.setdefault(topic, set()).add(subscription)
+    def subscribe(
+        self, topic: str, queue_size: int | None = None, *, also: tuple[str, ...] = ()
+    ) -> Subscription:
+        """A new subscription of ``topic`` (and the ``also`` topics, into the same queue),
+        receiving everything published from now on."""
+        topics = tuple(dict.fromkeys((topic, *also)))
+        subscription = Subscription(self, topics, queue_size or self.queue_size)
+        for name in topics:
+            self._topics.setdefault(name, set()).add(subscription)
         return subscription
 
     def subscribers(self, topic: str) -> int:
         return len(self._topics.get(topic, ()))
 
     def _remove(self, subscription: Subscription) -> None:
-        subscribers = self._topics.get(subscription.topic)
-        if subscribers is None:
-            return
-        subscribers.discard(subscription)
-        if not subscribers:
-            del self._topics[subscription.topic]
+        for topic in subscription.topics:
+            subscribers = self._topics.get(topic)
+            if subscribers is None:
+                continue
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._topics[topic]

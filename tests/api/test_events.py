@@ -58,3 +58,15 @@ async def test_iteration_waits_for_the_next_event() -> None:
 def test_queue_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="queue_size must be at least 1"):
         EventHub(queue_size=0)
+
+
+async def test_one_subscription_reads_several_topics_in_order() -> None:
+    hub = EventHub()
+    sub = hub.subscribe("a", also=("b", "a"))
+    hub.publish("b", 1)
+    hub.publish("a", 2)
+    hub.publish("c", 3)
+    assert [await sub.get(), await sub.get()] == [1, 2]
+    assert sub.pending() == 0
+    sub.close()
+    assert (hub.subscribers("a"), hub.subscribers("b")) == (0, 0)
