@@ -65,4 +65,7 @@ class ApiDeps:
     clock: Callable[[], datetime] = utcnow
     recent_calls_limit: int = 20
     stream_ping_seconds: float = 15.0
+    # How often an open event stream re-reads its token (revoked outside this API, e.g. by
+    # `callrouter token revoke`): one indexed lookup per open stream per period.
+    stream_recheck_seconds: float = 5.0
     redact_access_log: bool = True

@@ -5,20 +5,28 @@ The composition root wires them (nothing here subscribes by itself)::
     publisher = EventPublisher(hub)
     routing.observers.append(publisher.on_decision)           # topic "dashboard"
     PresenceBook(..., on_change=publisher.on_operator_state)  # topic "dashboard"
-    AmiListener(..., on_answered=publisher.on_answered)       # topic "operator:<id>"
+    AmiListener(..., on_answered=publisher.on_answered,       # topic "operator:<id>"
+                on_record=... publisher.on_call_record)       # topic "operator:<id>"
 
-Every payload is a JSON-able dict; shapes are in docs/api.md.
+Every payload is a JSON-able envelope ``{"event": ..., "data": {...}}``; shapes are in
+docs/api.md.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from callrouter.api.services.convert import record_out
+from callrouter.api.services.convert import decision_out, record_out
+from callrouter.domain.model import Decision
 from callrouter.events import DASHBOARD, EventHub, operator_topic
-from callrouter.service.ports import DecisionRecord
+from callrouter.service.ports import CallRecord, DecisionRecord
+
+# Decisions remembered for the screen-pop: a call is answered seconds to minutes after it
+# was decided; older ones (or another daemon's) are read back from the decision log.
+REMEMBERED_DECISIONS = 5000
 
 
 def _utcnow() -> datetime:
@@ -28,13 +36,29 @@ def _utcnow() -> datetime:
 class EventPublisher:
     """Synchronous, non-blocking callbacks: safe inside the AMI and routing hot paths."""
 
-    def __init__(self, hub: EventHub, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(
+        self,
+        hub: EventHub,
+        clock: Callable[[], datetime] = _utcnow,
+        remember: int = REMEMBERED_DECISIONS,
+    ) -> None:
         self.hub = hub
         self.clock = clock
+        self._remember = remember
+        self._decisions: OrderedDict[str, Decision] = OrderedDict()
 
     def on_decision(self, record: DecisionRecord) -> None:
-        data = record_out(record).model_dump(mode="json")
-        self.hub.publish(DASHBOARD, {"event": "decision", "data": data})
+        """Remember the decision for its screen-pop; a ``decision`` event for the dashboard.
+
+        Called for every routed call: the JSON is built only while a dashboard listens
+        (building it costs more than the routing decision), remembering is a dict insert.
+        """
+        self._decisions[record.id] = record.decision
+        if len(self._decisions) > self._remember:
+            self._decisions.popitem(last=False)
+        if self.hub.subscribers(DASHBOARD):
+            data = record_out(record).model_dump(mode="json")
+            self.hub.publish(DASHBOARD, {"event": "decision", "data": data})
 
     def on_operator_state(self, operator_id: str, state: object) -> None:
         data = {"operator_id": operator_id, "state": str(state), "at": self.clock().isoformat()}
@@ -44,11 +68,42 @@ class EventPublisher:
         """The AMI listener's "call answered" (``CallAnswered`` or a mapping of its fields).
 
         Published only to the answering operator's topic; calls nobody claims are dropped.
+        The payload carries the decision (with its reasons) when this process made it, so
+        the screen-pop need not wait for the decision writer.
         """
         payload = answered_payload(answered)
         operator_id = payload.get("operator_id")
-        if operator_id:
-            self.hub.publish(operator_topic(str(operator_id)), payload)
+        if not operator_id:
+            return
+        decision = self._decisions.get(payload.get("decision_id") or "")
+        payload["decision"] = decision_out(decision).model_dump(mode="json") if decision else None
+        self.hub.publish(operator_topic(str(operator_id)), {"event": "answered", "data": payload})
+
+    def on_call_record(self, record: CallRecord) -> None:
+        """The AMI listener's record of a finished call: a ``call_ended`` event for the
+        operator who answered it. Calls nobody answered, or not ended, publish nothing."""
+        if not record.operator_id or record.ended_at is None:
+            return
+        data = {
+            "server_id": record.server_id,
+            "uniqueid": record.uniqueid,
+            "operator_id": record.operator_id,
+            "queue": record.queue,
+            "outcome": record.outcome,
+            "talk_seconds": record.talk_seconds,
+            "hold_seconds": record.hold_seconds,
+            "hangup_by": record.hangup_by,
+            "transferred": record.transferred,
+            "ended_at": _iso(record.ended_at),
+        }
+        self.hub.publish(operator_topic(record.operator_id), {"event": "call_ended", "data": data})
+
+
+def _iso(moment: datetime) -> str:
+    """UTC with a Z, as the API writes every time."""
+    if moment.tzinfo is None:  # the store's and tracker's naive times are UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 ANSWERED_FIELDS = (

@@ -323,6 +323,10 @@ class MeOut(BaseModel):
     name: str
     role: Role
     operator_id: str | None
+    operator_active: bool | None = Field(
+        description="Whether the token's operator is active (its stream is refused when "
+        "not); null for a token bound to no operator"
+    )
 
 
 class ComponentOut(BaseModel):

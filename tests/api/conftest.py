@@ -1,10 +1,21 @@
-"""An app over a real Store (rolled back per test), the real RoutingService, fake presence."""
+"""An app over a real Store, the real RoutingService, fake presence.
+
+``world``
+    On a store rolled back after each test (``api_store``: SQLite here; a module that
+    should also run on PostgreSQL overrides ``api_store`` with the parametrised ``store``).
+    That store has one connection: the test and the app must not use it at the same time.
+``committed_world``
+    On a fresh SQLite file of its own whose transactions really commit, for tests where
+    the server works on its own (event streams re-checking their token) while the test
+    makes requests.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +29,7 @@ from callrouter.metrics import Metrics
 from callrouter.numbers import NumberNormaliser
 from callrouter.service.ports import CallRecord
 from callrouter.service.routing import RoutingService
-from callrouter.store import Role, Store
+from callrouter.store import Role, Store, make_engine, make_sessionmaker, upgrade
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ANNA_CALLER = "+79123456789"  # answered by op1 (Anna) 30 min ago
@@ -132,7 +143,25 @@ def build_world(store: Store) -> World:
 
 
 @pytest.fixture
-async def world(sqlite_store: Store) -> AsyncIterator[World]:
-    w = build_world(sqlite_store)
+def api_store(sqlite_store: Store) -> Store:
+    return sqlite_store
+
+
+@pytest.fixture
+async def world(api_store: Store) -> AsyncIterator[World]:
+    w = build_world(api_store)
     await seed(w)
     yield w
+
+
+@pytest.fixture
+async def committed_world(tmp_path: Path) -> AsyncIterator[World]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'api.db'}"
+    await upgrade(url)  # a tenth of a second
+    engine = make_engine(url)
+    try:
+        w = build_world(Store(make_sessionmaker(engine)))
+        await seed(w)
+        yield w
+    finally:
+        await engine.dispose()

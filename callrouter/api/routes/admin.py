@@ -83,14 +83,19 @@ def build_router() -> APIRouter:
 
     @router.post("/tokens/{token_id}/revoke", response_model=s.TokenOut, tags=["tokens"],
                  responses=responses(404, 422))
-    async def revoke_token(token_id: Id, who: Admin, tx: Tx) -> s.TokenOut:
-        return await admin.revoke_token(tx, who, token_id)
+    async def revoke_token(token_id: Id, who: Admin, deps: Deps, tx: Tx) -> s.TokenOut:
+        """Revoked at once; event streams open with the token end within seconds."""
+        return await admin.revoke_token(deps, tx, who, token_id)
 
     @router.get("/me", response_model=s.MeOut, tags=["tokens"])
-    async def me(who: Anyone) -> s.MeOut:
+    async def me(who: Anyone, tx: Tx) -> s.MeOut:
         """Who this token is: role and operator (for the screen-pop page)."""
         info = token_out(who.token)
+        active = None
+        if info.operator_id is not None:
+            operator = await tx.operators.get(info.operator_id)
+            active = operator is not None and operator.active
         return s.MeOut(token_id=info.id, name=info.name, role=info.role,
-                       operator_id=info.operator_id)
+                       operator_id=info.operator_id, operator_active=active)
 
     return router

@@ -11,6 +11,7 @@ from callrouter.api.deps import ApiDeps
 from callrouter.api.errors import Refused
 from callrouter.api.services.convert import incident_out, token_out
 from callrouter.api.services.queries import after_commit
+from callrouter.api.services.revocation import announce
 from callrouter.config.errors import RulesError
 from callrouter.config.rules_file import rules_to_dict
 from callrouter.store.records import Role
@@ -107,7 +108,11 @@ async def create_token(tx: Transaction, who: Principal, body: s.TokenCreate) -> 
     return s.TokenCreated(token=token_out(issued.info), plaintext=issued.plaintext)
 
 
-async def revoke_token(tx: Transaction, who: Principal, token_id: str) -> s.TokenOut:
+async def revoke_token(
+    deps: ApiDeps, tx: Transaction, who: Principal, token_id: str
+) -> s.TokenOut:
+    """Revoke it; streams open with it close once this commits."""
     info = await tx.tokens.revoke(token_id)
     await tx.audit.append(who.actor, "token.revoke", subject=token_id)
+    announce(deps, tx, token_id=token_id)
     return token_out(info)

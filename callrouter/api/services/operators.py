@@ -11,6 +11,7 @@ from callrouter.api.auth import Principal
 from callrouter.api.deps import ApiDeps
 from callrouter.api.errors import Missing
 from callrouter.api.services.queries import after_commit, current_calls
+from callrouter.api.services.revocation import announce
 from callrouter.domain.model import Operator, OperatorState
 from callrouter.numbers import mask
 from callrouter.store.models import CallRow
@@ -120,6 +121,8 @@ async def update_operator(
     await tx.audit.append(who.actor, "operator.update", subject=operator_id,
                           details=body.model_dump(mode="json", exclude_unset=True))
     after_commit(tx, deps.invalidate_directory)
+    if not op.active:
+        announce(deps, tx, operator_id=operator_id)
     return await get_operator(deps, tx, who, op.id)
 
 
@@ -129,4 +132,5 @@ async def deactivate_operator(
     op = await tx.operators.deactivate(operator_id)
     await tx.audit.append(who.actor, "operator.deactivate", subject=operator_id)
     after_commit(tx, deps.invalidate_directory)
+    announce(deps, tx, operator_id=operator_id)
     return await get_operator(deps, tx, who, op.id)

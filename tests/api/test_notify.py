@@ -1,0 +1,87 @@
+"""EventPublisher: what each notification publishes, and to whom."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from callrouter.api import EventPublisher
+from callrouter.domain.model import Action, Decision
+from callrouter.domain.reasons import Reason, ReasonCode
+from callrouter.events import DASHBOARD, EventHub, operator_topic
+from callrouter.service.ports import CallRecord, DecisionRecord
+from tests.api.conftest import ANNA_CALLER, NOW, answered
+
+
+def decision(decision_id: str, uniqueid: str = "u1") -> DecisionRecord:
+    return DecisionRecord(
+        id=decision_id, decided_at=NOW, caller_raw=ANNA_CALLER, caller_number=ANNA_CALLER,
+        queue="support", latency_ms=1.0, uniqueid=uniqueid,
+        decision=Decision(Action.OPERATOR, "support", 0,
+                          (Reason(ReasonCode.STICKY_AVAILABLE, "spoke with Anna"),),
+                          target_operator_id="op1", target_interface="PJSIP/1001"),
+    )
+
+
+def answered_call(decision_id: str | None, operator_id: str | None = "op1") -> dict[str, object]:
+    return {"server_id": "default", "uniqueid": "u1", "operator_id": operator_id,
+            "caller_number": ANNA_CALLER, "decision_id": decision_id, "queue": "support"}
+
+
+async def test_answered_goes_to_the_operator_with_the_decision_it_remembers() -> None:
+    hub = EventHub()
+    publisher = EventPublisher(hub)
+    anna, boris, wall = (hub.subscribe(operator_topic("op1")),
+                         hub.subscribe(operator_topic("op2")), hub.subscribe(DASHBOARD))
+    publisher.on_decision(decision("d1"))
+    publisher.on_answered(answered_call("d1"))
+    publisher.on_answered(answered_call("d-unknown"))
+    publisher.on_answered(answered_call("d1", operator_id=None))  # nobody claims it
+    first = await anna.get()
+    assert first["event"] == "answered"
+    assert first["data"]["uniqueid"] == "u1"
+    assert first["data"]["decision"]["reasons"] == [
+        {"code": "sticky_available", "text": "spoke with Anna"}]
+    assert (await anna.get())["data"]["decision"] is None  # read from the log later
+    assert anna.pending() == 0
+    assert boris.pending() == 0
+    assert wall.pending() == 1  # the decision
+
+
+async def test_remembered_decisions_are_bounded() -> None:
+    publisher = EventPublisher(EventHub(), remember=3)
+    for i in range(5):
+        publisher.on_decision(decision(f"d{i}"))
+    hub_sub = publisher.hub.subscribe(operator_topic("op1"))
+    publisher.on_answered(answered_call("d0"))
+    publisher.on_answered(answered_call("d4"))
+    assert (await hub_sub.get())["data"]["decision"] is None
+    assert (await hub_sub.get())["data"]["decision"] is not None
+
+
+async def test_call_record_with_an_end_tells_the_operator_who_answered() -> None:
+    hub = EventHub()
+    publisher = EventPublisher(hub)
+    anna, boris = hub.subscribe(operator_topic("op1")), hub.subscribe(operator_topic("op2"))
+    record = answered("u1", ANNA_CALLER, "op1", NOW, talk=95)
+    publisher.on_call_record(record)
+    publisher.on_call_record(CallRecord(uniqueid="u2", outcome="abandoned",
+                                        ended_at=NOW, hangup_by="caller"))
+    publisher.on_call_record(replace(record, uniqueid="u3", ended_at=None))
+    assert anna.pending() == 1
+    assert boris.pending() == 0
+    envelope = await anna.get()
+    assert envelope == {"event": "call_ended", "data": {
+        "server_id": "default", "uniqueid": "u1", "operator_id": "op1", "queue": "support",
+        "outcome": "answered", "talk_seconds": 95, "hold_seconds": 0, "hangup_by": "caller",
+        "transferred": False, "ended_at": "2026-11-23T12:00:00Z",
+    }}
+
+
+async def test_decisions_are_remembered_but_not_serialised_without_a_dashboard() -> None:
+    hub = EventHub()
+    publisher = EventPublisher(hub)
+    anna = hub.subscribe(operator_topic("op1"))
+    publisher.on_decision(decision("d1"))
+    assert hub.published == 0  # nobody watches the dashboard: no JSON built
+    publisher.on_answered(answered_call("d1"))
+    assert (await anna.get())["data"]["decision"]["target_operator_id"] == "op1"
