@@ -13,7 +13,14 @@ from callrouter.config.rules_holder import RulesHolder
 from callrouter.domain.model import Action, Decision, OperatorState
 from callrouter.domain.reasons import Reason, ReasonCode
 from callrouter.service.ports import CallRecord, DecisionRecord
+from callrouter.store import Store
 from tests.api.conftest import ANNA_CALLER, BORIS_CALLER, NOW, World
+
+
+@pytest.fixture
+def api_store(store: Store) -> Store:
+    """These run on SQLite and on PostgreSQL (the ``store`` fixture's two params)."""
+    return store
 
 
 def _decision(code: ReasonCode, target: str | None = None) -> Decision:
@@ -244,7 +251,9 @@ async def test_tokens_create_list_revoke(world: World) -> None:
     assert plaintext not in str(listed)
     async with world.client() as client:
         me = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {plaintext}"})
-    assert me.json()["operator_id"] == "op1"
+    assert (me.json()["operator_id"], me.json()["operator_active"]) == ("op1", True)
+    async with world.client("admin") as client:
+        assert (await client.get("/api/v1/me")).json()["operator_active"] is None
 
 
 async def test_metrics_text(world: World) -> None:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from callrouter.store import Store
 from tests.api.conftest import ANNA_CALLER, BORIS_CALLER, NEVER_CALLED, World
+
+
+@pytest.fixture
+def api_store(store: Store) -> Store:
+    """These run on SQLite and on PostgreSQL (the ``store`` fixture's two params)."""
+    return store
 
 # An operator token asking about someone else's caller, or a number that never called,
 # must get the same answer: existence is not something an operator token can probe.
