@@ -3,7 +3,8 @@
 Calls are made the way production makes them: the routing decision through
 ``RoutingService.route_call`` (what the FastAGI route calls), the answered call through
 the store's call-record sink and ``EventPublisher.on_answered`` (what the AMI listener
-feeds), operator states through ``EventPublisher.on_operator_state``. Everything runs on
+feeds), the hangup through ``EventPublisher.on_call_record`` and the sink, operator states
+through ``EventPublisher.on_operator_state``. Everything runs on
 the service's own event loop; tests call in with ``run()``.
 """
 
@@ -247,6 +248,23 @@ class LiveService:
         }
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self.publisher.on_answered, payload)
+
+    async def end_call(self, record: DecisionRecord, operator_id: str, talk_seconds: int) -> None:
+        """The AMI side of the hangup: the finished call's record goes to the publisher and
+        the call-record sink (in the listener's order: the sink writes it a moment later)."""
+        assert record.uniqueid is not None
+        now = utcnow()
+        ended = CallRecord(
+            uniqueid=record.uniqueid, caller_number=record.caller_number,
+            caller_raw=record.caller_raw, queue=record.queue, decision_id=record.id,
+            answered_at=now - timedelta(seconds=talk_seconds), ended_at=now,
+            operator_id=operator_id, answered_interface=f"PJSIP/{operator_id}",
+            talk_seconds=talk_seconds, outcome="answered", hangup_by="caller",
+        )
+        self.publisher.on_call_record(ended)
+        await self.store.write_call_records([ended])
+        self.presence.set(operator_id, OperatorState.AVAILABLE)
+        self.publisher.on_operator_state(operator_id, OperatorState.AVAILABLE)
 
     def set_state(self, operator_id: str, state: OperatorState) -> None:
         def apply() -> None:

@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from callrouter.domain.model import Operator
+from callrouter.store.records import Role
+
 from .conftest import save_screenshot
 from .live_service import LiveService
 
@@ -80,6 +83,11 @@ def test_screen_pop_actions_and_isolation(browser: Any, live: LiveService) -> No
     expect()(console.locator("#caller-number")).to_have_text(CALLER)
     expect()(console.locator("#recent-calls tbody tr")).to_have_count(1)
     expect()(console.locator("#pop")).to_have_attribute("aria-live", "assertive")
+    # the routing decision's own reasons, from the screen-pop event
+    sticky = console.locator('#routing-reasons li[data-code="sticky_available"]')
+    expect()(sticky).to_have_count(1)
+    assert sticky.inner_text().strip()
+    expect()(console.locator("#call-state")).to_have_text("On the line")
 
     # Boris's console saw nothing of it.
     other.wait_for_timeout(300)
@@ -118,6 +126,17 @@ def test_screen_pop_actions_and_isolation(browser: Any, live: LiveService) -> No
     expect()(console.get_by_role("button", name="Specialist requested")).to_be_disabled()
 
     save_screenshot(console, "console.png")
+
+    # Ivan hangs up: the card says so at once, and stays for the wrap-up.
+    started = time.monotonic()
+    live.run(live.end_call(record, "op1", talk_seconds=245))
+    expect()(console.locator("#call-state")).to_have_text("Call ended", timeout=1000)
+    assert time.monotonic() - started < 1.0
+    expect()(console.locator("#call-ended")).to_contain_text("talked 4:05")
+    expect()(console.locator("#pop article")).to_have_attribute("data-state", "ended")
+    expect()(console.locator("#caller-name")).to_have_text("Ivan Sidorov")
+    other.wait_for_timeout(200)
+    expect()(other.locator("#call-ended")).to_have_count(0)
 
     console.once("dialog", lambda dialog: dialog.accept())
     console.get_by_role("button", name="Do not route this caller to me").click()
@@ -173,4 +192,47 @@ def test_bad_token_is_refused_and_long_names_do_not_break_the_layout(
     expect()(heading).to_have_text(long_name.strip(), timeout=1000)
     assert page.locator("img").count() == 0
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    context.close()
+
+
+def revoke(live: LiveService, path: str) -> None:
+    """An admin's request to the live API (what /admin or `curl` would send)."""
+    import httpx
+
+    r = httpx.post(f"{live.base_url}/api/v1/{path}",
+                   headers={"Authorization": f"Bearer {live.tokens.admin}"}, timeout=5)
+    assert r.status_code == 200, r.text
+
+
+def test_revoked_token_and_deactivated_operator_sign_the_console_out(
+    browser: Any, live: LiveService
+) -> None:
+    async def setup() -> tuple[Any, Any]:
+        async with live.store.transaction() as tx:
+            await tx.operators.add(Operator("op3", "Vera", ("PJSIP/1003",), queues=("support",)))
+            first = await tx.tokens.create("op2 spare", Role.OPERATOR, operator_id="op2")
+            vera = await tx.tokens.create("op3 console", Role.OPERATOR, operator_id="op3")
+            return first, vera
+
+    spare, vera = live.run(setup())
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page, other = context.new_page(), context.new_page()
+    sign_in(page, live, spare.plaintext)
+    sign_in(other, live, vera.plaintext)
+
+    revoke(live, f"tokens/{spare.info.id}/revoke")
+    expect()(page.get_by_label("Your access token")).to_be_visible(timeout=3000)
+    expect()(page.locator("#sign-in-error")).to_have_text(
+        "Your token was revoked: sign in with a new one.")
+    assert page.evaluate("sessionStorage.length") == 0
+
+    revoke(live, "operators/op3/deactivate")
+    expect()(other.get_by_label("Your access token")).to_be_visible(timeout=3000)
+    expect()(other.locator("#sign-in-error")).to_have_text(
+        "Your operator account was deactivated: ask your supervisor.")
+    # and the token cannot start a console again
+    other.get_by_label("Your access token").fill(vera.plaintext)
+    other.get_by_role("button", name="Sign in").click()
+    expect()(other.locator("#sign-in-error")).to_contain_text("deactivated")
+    expect()(other.locator("#desk")).to_be_hidden()
     context.close()

@@ -81,7 +81,8 @@ function start(me) {
       if (s === "live" && state.loaded) loadSnapshot();
     },
     checkAuth: () => api(PATHS.whoami),
-    onUnauthorized: () => signOut("Your session ended: sign in again."),
+    onUnauthorized: (reason) => signOut(reason === "token_revoked"
+      ? "Your token was revoked: sign in with a new one." : "Your session ended: sign in again."),
   }).start();
   state.loaded = false;
   loadSnapshot().then(() => { state.loaded = true; });

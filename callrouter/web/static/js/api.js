@@ -107,11 +107,15 @@ export async function api(path, { method = "GET", body, query, token } = {}) {
  * EventSource retries by itself while the server is unreachable (readyState goes back to
  * CONNECTING). It gives up for good (CLOSED) when the server answers with an error, for
  * example 401 after the token was revoked: then we ask ``checkAuth`` whether the token
- * still works; if not we call ``onUnauthorized``, else reopen after a growing delay.
+ * still works; if not (it throws a 401 or 403 ApiError) we call ``onUnauthorized``, else
+ * reopen after a growing delay. A stream the server ends on purpose (the ``closed``
+ * event: token revoked, operator deactivated) is not reopened: ``onUnauthorized`` gets
+ * the server's reason.
  *
  * ``onState`` gets "connecting" | "live" | "reconnecting" | "offline" | "closed".
  * ``handlers`` maps SSE event names to functions of the parsed JSON data; "message" is
- * the unnamed event.
+ * the unnamed event. ``onUnauthorized(reason)``: "token_revoked", "operator_deactivated",
+ * or the ``reason`` of the ApiError body ``checkAuth`` threw.
  */
 export class Stream {
   constructor(path, { handlers, onState, checkAuth, onUnauthorized: unauthorized }) {
@@ -176,6 +180,18 @@ export class Stream {
     for (const name of Object.keys(this.handlers)) {
       source.addEventListener(name, dispatch(name));
     }
+    // The server ended the stream on purpose: an EventSource would reconnect by itself.
+    source.addEventListener("closed", (event) => {
+      if (source !== this.source) return;
+      let reason = null;
+      try {
+        reason = JSON.parse(event.data)?.reason ?? null;
+      } catch {
+        reason = null;
+      }
+      this.stop();
+      this.unauthorized(reason || "closed");
+    });
   }
 
   async recover() {
@@ -185,7 +201,7 @@ export class Stream {
       } catch (err) {
         if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
           this.stop();
-          this.unauthorized();
+          this.unauthorized(err.body?.reason || (err.status === 401 ? "token_revoked" : "forbidden"));
           return;
         }
       }

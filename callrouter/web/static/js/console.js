@@ -36,6 +36,22 @@ async function whoAmI(token) {
   return api(PATHS.whoami, { token });
 }
 
+// Why the server ended the session (the stream's "closed" reason), in words.
+const ENDED = {
+  token_revoked: "Your token was revoked: sign in with a new one.",
+  operator_deactivated: "Your operator account was deactivated: ask your supervisor.",
+};
+const DEACTIVATED = ENDED.operator_deactivated;
+
+/** /me, refusing (403) a token whose operator was deactivated: its stream would be refused. */
+async function activeMe() {
+  const me = await whoAmI();
+  if (me?.operator_active === false) {
+    throw new ApiError(403, DEACTIVATED, { reason: "operator_deactivated" });
+  }
+  return me;
+}
+
 async function signIn(token) {
   el.signInError.textContent = "";
   let me;
@@ -48,6 +64,10 @@ async function signIn(token) {
   }
   if (me && me.role && me.role !== "operator") {
     el.signInError.textContent = `This token is for the ${me.role} role; the console needs an operator token. Supervisors use /admin.`;
+    return;
+  }
+  if (me?.operator_active === false) {
+    el.signInError.textContent = DEACTIVATED;
     return;
   }
   setToken(token);
@@ -69,8 +89,8 @@ function start(me) {
   state.stream = new Stream(PATHS.operatorStream, {
     handlers: { caller: onPop, call_ended: onCallEnded },
     onState: (s) => showConnection(el.conn, s),
-    checkAuth: () => whoAmI(),
-    onUnauthorized: () => signOut("Your session ended: sign in again."),
+    checkAuth: activeMe,
+    onUnauthorized: (reason) => signOut(ENDED[reason] || "Your session ended: sign in again."),
   }).start();
   $("#main").focus();
 }
@@ -121,12 +141,20 @@ function onPop(payload) {
   }
 }
 
+/** The call on screen ended: say so on the card, keep it for the wrap-up actions. */
 function onCallEnded(payload) {
   const current = state.current;
-  if (!current || !payload) return;
-  if (payload.uniqueid && current.call?.uniqueid && payload.uniqueid !== current.call.uniqueid) return;
-  current.ended = true;
+  const call = payload?.call;
+  if (!current || !call?.uniqueid || call.uniqueid !== current.call?.uniqueid) return;
+  current.ended = {
+    outcome: payload.outcome ?? null,
+    talkSeconds: payload.talk_seconds ?? null,
+    endedAt: payload.ended_at ?? null,
+  };
+  if (!current.call.id && call.id) current.call.id = call.id;
   render();
+  // The call log learns the end (and who answered) a moment later: show what was stored.
+  setTimeout(() => { if (state.current === current) refresh(); }, 1500);
 }
 
 /** Re-read the caller's context after an action so the screen shows what was stored. */
@@ -143,6 +171,7 @@ async function refresh() {
       fresh.call.id = currentCall(fresh.recentCalls, state.me?.operator_id)?.id ?? null;
     }
     fresh.ended = current.ended;
+    fresh.decision = current.decision;
     state.current = fresh;
     render();
   } catch (err) {
@@ -161,10 +190,12 @@ function render() {
   const title = ctx.name || ctx.number || "Withheld number";
   const lines = whyLines(ctx, meId);
 
+  const reasons = ctx.decision?.reasons || [];
   fill(
     el.pop,
-    h("article", { class: "card pop", "aria-labelledby": "caller-name" },
-      h("p", { class: "eyebrow" }, ctx.ended ? "Call ended" : "On the line"),
+    h("article", { class: `card pop${ctx.ended ? " ended" : ""}`, "aria-labelledby": "caller-name",
+      dataset: { state: ctx.ended ? "ended" : "live" } },
+      h("p", { class: "eyebrow", id: "call-state" }, ctx.ended ? "Call ended" : "On the line"),
       h("h2", { id: "caller-name", class: "caller-name clip", title }, title),
       ctx.name && ctx.number ? h("p", { class: "caller-number clip", id: "caller-number", title: ctx.number }, ctx.number) : null,
       h("div", { class: "badges" },
@@ -179,6 +210,10 @@ function render() {
       h("ul", { class: "why", id: "why" },
         lines.map((line) => h("li", { class: `why-${line.kind}`, dataset: line.code ? { code: line.code } : {} }, line.text)),
       ),
+      reasons.length > 0 && h("h3", { class: "why-title" }, "Routing decision"),
+      reasons.length > 0 && h("ul", { class: "reasons routing-reasons", id: "routing-reasons" },
+        reasons.map((r) => h("li", { dataset: { code: r.code }, title: r.code }, r.text))),
+      ctx.ended && h("p", { class: "ended-note", id: "call-ended" }, endedText(ctx.ended)),
     ),
   );
 
@@ -194,6 +229,14 @@ function render() {
     if (field) { field.value = value; field.dataset.dirty = "1"; }
   }
   el.call.hidden = false;
+}
+
+function endedText(ended) {
+  const parts = ["Call ended"];
+  if (ended.outcome && ended.outcome !== "answered") parts.push(words(ended.outcome));
+  if (ended.talkSeconds) parts.push(`talked ${duration(ended.talkSeconds)}`);
+  if (ended.endedAt) parts.push(`at ${dateTime(ended.endedAt)}`);
+  return `${parts.join(" · ")}. Mark it resolved or not, and add a note.`;
 }
 
 // ---- cards ------------------------------------------------------------------------
@@ -372,7 +415,8 @@ onTokenChange((token) => {
 const saved = getToken();
 if (saved) {
   whoAmI(saved).then(
-    (me) => (me?.role && me.role !== "operator" ? signOut() : start(me)),
+    (me) => (me?.role && me.role !== "operator" ? signOut()
+      : me?.operator_active === false ? signOut(DEACTIVATED) : start(me)),
     () => signOut(),
   );
 } else {

@@ -82,10 +82,14 @@ export function normalise(payload, meId = null, now = new Date()) {
       blocked: Boolean(sticky.blocked),
     },
     routingNow: normaliseDecision(ctx.routing_now?.decision),
+    // The screen-pop names its call (row id when the server found it) and the decision
+    // that routed it here, with its reasons.
     call: isPop
       ? { uniqueid: p.call?.uniqueid ?? null, queue: p.call?.queue ?? null, decisionId: p.call?.decision_id ?? null,
-        id: currentCall(recentCalls, meId, now)?.id ?? null }
+        id: p.call?.id ?? currentCall(recentCalls, meId, now)?.id ?? null }
       : null,
+    decision: isPop ? normaliseDecision(p.decision ? { id: p.call?.decision_id, ...p.decision } : null) : null,
+    ended: null, // {outcome, talkSeconds, endedAt} once the call_ended event came
   };
 }
 
