@@ -187,7 +187,7 @@ def line(label: str, r: LoadResult, concurrency: int) -> str:
 async def run(args: argparse.Namespace) -> None:
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}", flush=True)
     async with bench_database(calls=args.history_calls, callers=args.callers,
-                              operators=args.operators) as db:
+                              operators=args.operators, keep=args.keep_db) as db:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         log_path = os.path.join(tempfile.gettempdir(), f"callrouter-bench-{os.getpid()}.log")
@@ -251,6 +251,8 @@ def main() -> None:
     ap.add_argument("--classic-calls", type=int, default=60)
     ap.add_argument("--classic-concurrency", type=int, default=2)
     ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--keep-db", metavar="NAME",
+                    help="seed this database once and reuse it in later runs (not dropped)")
     ap.add_argument("--profile", help="cProfile the daemon's measured phase into this file")
     asyncio.run(run(ap.parse_args()))
 

@@ -117,13 +117,23 @@ async def seed(db: BenchDatabase, *, calls: int, callers: int, operators: int) -
 
 @asynccontextmanager
 async def bench_database(
-    *, calls: int, callers: int, operators: int, admin: str | None = None, quiet: bool = False
+    *, calls: int, callers: int, operators: int, admin: str | None = None, quiet: bool = False,
+    keep: str | None = None,
 ) -> AsyncIterator[BenchDatabase]:
-    """A freshly created, migrated and seeded database, dropped (WITH FORCE) on exit."""
+    """A freshly created, migrated and seeded database, dropped (WITH FORCE) on exit.
+
+    ``keep`` names a database to seed once and keep (for iterating on the daemon: seeding
+    a million calls takes about a minute); an existing one is reused as it is, with the
+    decisions and calls earlier runs added to it.
+    """
     admin = admin or admin_dsn()
-    name = f"callrouter_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    name = keep or f"callrouter_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     conn = await asyncpg.connect(admin)
-    await conn.execute(f'CREATE DATABASE "{name}"')
+    exists = bool(keep) and await conn.fetchval(
+        "SELECT 1 FROM pg_database WHERE datname = $1", name
+    )
+    if not exists:
+        await conn.execute(f'CREATE DATABASE "{name}"')
     base = make_url(admin).set(database=name)
     db = BenchDatabase(
         name=name,
@@ -131,12 +141,17 @@ async def bench_database(
         url=base.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False),
     )
     try:
-        await upgrade(db.url)
-        seconds = await seed(db, calls=calls, callers=callers, operators=operators)
-        if not quiet:
-            print(f"seeded {db.name}: {calls:,} calls / {callers:,} callers / "
-                  f"{operators:,} operators in {seconds:.1f} s", flush=True)
+        if exists:
+            if not quiet:
+                print(f"reusing {db.name} (kept from an earlier run)", flush=True)
+        else:
+            await upgrade(db.url)
+            seconds = await seed(db, calls=calls, callers=callers, operators=operators)
+            if not quiet:
+                print(f"seeded {db.name}: {calls:,} calls / {callers:,} callers / "
+                      f"{operators:,} operators in {seconds:.1f} s", flush=True)
         yield db
     finally:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not keep:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.close()
