@@ -28,7 +28,7 @@ from callrouter.fastagi.handler import (
     RouteHandler,
     Router,
 )
-from callrouter.fastagi.protocol import AgiChannel, AgiError
+from callrouter.fastagi.protocol import ENV_MAX_BYTES, AgiChannel, AgiError
 
 log = logging.getLogger("callrouter.fastagi.classic")
 
@@ -102,7 +102,7 @@ async def run_classic(
 ) -> int:
     """Serve one call on stdin/stdout. Returns the process exit status (always 0: a
     non-zero status would only make Asterisk log a failure, the dialplan falls back anyway)."""
-    reader = asyncio.StreamReader(limit=8192)
+    reader = asyncio.StreamReader(limit=ENV_MAX_BYTES)
     _pump_stdin(reader, sys.stdin.fileno())
     channel = AgiChannel(reader, _StdoutWriter(sys.stdout.fileno()))
     try:

@@ -139,12 +139,17 @@ async def set_variables(channel: AgiChannel, values: Mapping[str, str]) -> int:
     MSet is refused (510/520, or ``result=-2`` when the app is missing) we fall back to one
     ``SET VARIABLE`` per variable.
     """
-    safe = {k: v for k, v in values.items() if _MSET_SAFE.match(v)}
-    rest = {k: v for k, v in values.items() if k not in safe}
+    safe_match = _MSET_SAFE.match
+    pairs: list[str] = []
+    rest: dict[str, str] = {}
+    for key, value in values.items():
+        if safe_match(value):
+            pairs.append(f"{key}={value}")
+        else:
+            rest[key] = value
     trips = 0
-    if safe:
-        pairs = ",".join(f"{k}={v}" for k, v in safe.items())
-        reply = await channel.command(f"EXEC MSet {quote_arg(pairs)}")
+    if pairs:
+        reply = await channel.command(f"EXEC MSet {quote_arg(','.join(pairs))}")
         trips += 1
         if not reply.ok or reply.result == -2:
             log.warning("MSet refused (%s %s); setting variables one by one",
@@ -214,9 +219,28 @@ class RouteHandler:
         The routing runs as its own task and is abandoned (cancelled, not awaited) when the
         budget runs out, so a router that ignores cancellation cannot hold the call.
         """
-        task = asyncio.ensure_future(self.router.route_call(call))
-        done, _ = await asyncio.wait({task}, timeout=self.budget)
-        if not done:
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self.router.route_call(call))
+        # A future woken by the task or the budget's timer, whichever comes first (what
+        # asyncio.wait(timeout=) does, without its extra futures and callbacks per call).
+        waiter = loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        timer = loop.call_later(self.budget, wake)
+        task.add_done_callback(wake)
+        try:
+            await waiter
+        except BaseException:  # the session itself ended (server closing): drop the routing
+            task.cancel()
+            task.add_done_callback(_swallow)
+            raise
+        finally:
+            timer.cancel()
+            task.remove_done_callback(wake)
+        if not task.done():
             task.cancel()
             task.add_done_callback(_swallow)
             text = f"no decision within {self.budget * 1000:.0f} ms"
@@ -254,11 +278,11 @@ class RouteHandler:
         values = channel_variables(record, default_queue=call.queue or self.default_queue)
         await set_variables(session.channel, values)
         self.observer.decision(record, time.perf_counter() - started, fallback)
-        # RoutingService already logs every decision at INFO; one line per call is enough.
-        log.debug("call %s from %s: %s %s queue=%s reason=%s decision=%s",
-                 call.uniqueid, mask(call.caller_raw), values[cv.ACTION],
-                 values[cv.TARGET] or "-", values[cv.QUEUE], values[cv.REASON],
-                 values[cv.DECISION])
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("call %s from %s: %s %s queue=%s reason=%s decision=%s",
+                      call.uniqueid, mask(call.caller_raw), values[cv.ACTION],
+                      values[cv.TARGET] or "-", values[cv.QUEUE], values[cv.REASON],
+                      values[cv.DECISION])
 
 
 def _swallow(task: asyncio.Future[DecisionRecord]) -> None:

@@ -25,7 +25,7 @@ log = logging.getLogger("callrouter.fastagi")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4573
-STREAM_LIMIT = 8192  # the most a single line may buffer; bounds memory per connection
+STREAM_LIMIT = 8192  # the least a connection may buffer (a reply line, a 520 block)
 
 
 class FastAgiServer:
@@ -70,7 +70,10 @@ class FastAgiServer:
 
     async def start(self) -> FastAgiServer:
         self._server = await asyncio.start_server(
-            self._accept, self.host, self.port, limit=STREAM_LIMIT, backlog=1024
+            # the environment block is read in one go, so the limit covers the whole block
+            # (and bounds the memory a connection may hold)
+            self._accept, self.host, self.port,
+            limit=max(STREAM_LIMIT, self.env_max_bytes), backlog=1024,
         )
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
@@ -122,46 +125,58 @@ class FastAgiServer:
             finally:
                 self.active -= 1
         finally:
+            # Not awaiting wait_closed(): the transport closes the socket on its own, and
+            # the session has nothing left to say (a wait per call cost a task and a timer).
             writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
             if task is not None:
                 self._tasks.discard(task)
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One session under one deadline: ``env_timeout`` for the environment block, then
+        ``session_timeout`` (from the connect) for the rest — the routing decision has its
+        own, shorter budget in the handler, and each AGI command waits at most until the
+        session's end (one timer per call instead of one per phase and command)."""
+        loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        peer = _peer(writer)
-        channel = AgiChannel(reader, writer, command_timeout=self.command_timeout)
+        opened = loop.time()
+        channel = AgiChannel(reader, writer, command_timeout=None)
         route = "?"
         outcome = "ok"
+        phase = "env"
         try:
-            async with asyncio.timeout(self.session_timeout):
+            async with asyncio.timeout_at(opened + self.env_timeout) as deadline:
                 env = await channel.read_environment(
-                    timeout=self.env_timeout, max_bytes=self.env_max_bytes,
-                    max_line=self.env_max_line,
+                    timeout=None, max_bytes=self.env_max_bytes, max_line=self.env_max_line,
                 )
+                phase = "route"
+                deadline.reschedule(opened + self.session_timeout)
                 route = env.route
                 handler = self.routes.get(route)
                 if handler is None:
                     outcome = "unknown_route"
                     handler = self.fallback
-                await handler(AgiSession(channel=channel, env=env, peer=peer))
+                await handler(AgiSession(channel=channel, env=env, peer=_peer(writer)))
         except (AgiHangup, AgiDeadChannel) as exc:
             outcome = "hangup"
-            log.info("FastAGI %s route %s: caller hung up (%s)", peer, route, exc)
+            log.info("FastAGI %s route %s: caller hung up (%s)", _peer(writer), route, exc)
         except AgiEndOfStream as exc:
             outcome = "closed"
-            log.info("FastAGI %s route %s: connection closed early (%s)", peer, route, exc)
+            log.info("FastAGI %s route %s: connection closed early (%s)", _peer(writer), route,
+                     exc)
         except AgiProtocolError as exc:
             outcome = "bad_client"
-            log.info("FastAGI %s: dropped (%s)", peer, exc)
+            log.info("FastAGI %s: dropped (%s)", _peer(writer), exc)
         except TimeoutError:
             outcome = "bad_client"
-            log.warning("FastAGI %s route %s: session exceeded %.1f s", peer, route,
-                        self.session_timeout)
+            if phase == "env":
+                log.info("FastAGI %s: dropped (no complete environment block within %.1f s)",
+                         _peer(writer), self.env_timeout)
+            else:
+                log.warning("FastAGI %s route %s: session exceeded %.1f s", _peer(writer),
+                            route, self.session_timeout)
         except Exception:
             outcome = "error"
-            log.exception("FastAGI %s route %s: handler failed", peer, route)
+            log.exception("FastAGI %s route %s: handler failed", _peer(writer), route)
         finally:
             self.observer.session_end(route, outcome, time.perf_counter() - started)
 
