@@ -21,6 +21,7 @@ from callrouter.service.ports import DecisionRecord
 from callrouter.service.routing import NoPresence, RoutingService
 from callrouter.store.db import make_engine, make_sessionmaker
 from callrouter.store.migrate import upgrade
+from callrouter.store.pg_hot import PgHotPath
 from callrouter.store.store import Store
 
 log = logging.getLogger("callrouter")
@@ -63,6 +64,7 @@ class Runtime:
     api_server: Any = None
     hub: Any = None
     metrics: Any = None
+    hot: PgHotPath | None = None  # the FastAGI path's own asyncpg pool (PostgreSQL only)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @property
@@ -82,6 +84,8 @@ class Runtime:
         if self.call_writer is not None:
             await self.call_writer.stop()
         await self.writer.close()
+        if self.hot is not None:
+            await self.hot.close()
         await self.engine.dispose()
 
 
@@ -111,7 +115,11 @@ async def build_runtime(
     )
     directory = CachedDirectory(store)
     incidents = CachedIncidents(store)
-    writer = DecisionWriter(store)
+    # On PostgreSQL the call path (snapshot read, decision batches) skips SQLAlchemy.
+    hot = None if is_sqlite(settings.database.url) else PgHotPath(
+        settings.database.url, max_size=settings.database.pool_size
+    )
+    writer = DecisionWriter(hot or store)
     writer.start()
     hub = EventHub()
     metrics = Metrics()
@@ -120,7 +128,7 @@ async def build_runtime(
     runtime = Runtime(
         settings=settings, rules=rules, store=store, engine=engine, service=None,  # type: ignore[arg-type]
         directory=directory, incidents=incidents, writer=writer, numbers=numbers,
-        hub=hub, metrics=metrics,
+        hub=hub, metrics=metrics, hot=hot,
     )
 
     ami_on = settings.ami.enabled if with_ami is None else with_ami
@@ -149,12 +157,12 @@ async def build_runtime(
     service = RoutingService(
         rules=lambda: rules.rules,
         numbers=numbers,
-        snapshots=store,
+        snapshots=hot or store,
         directory=directory,
         presence=runtime.presence,
         incidents=incidents,
         writer=writer,
-        observers=[metrics.on_decision, publisher.on_decision],
+        observers=[metrics.on_decision, _when_watched(hub, publisher.on_decision)],
     )
     if runtime.ami is not None:
         ami = runtime.ami
@@ -178,6 +186,20 @@ async def build_runtime(
     if with_api:
         runtime.api_server = await _start_api(runtime)
     return runtime
+
+
+def _when_watched(hub: Any, observer: Callable[[DecisionRecord], None]) -> (
+    Callable[[DecisionRecord], None]
+):
+    """The dashboard's decision events, built only while a dashboard stream is open: turning
+    every decision into JSON nobody reads cost more than the routing decision itself."""
+    from callrouter.events import DASHBOARD
+
+    def observe(record: DecisionRecord) -> None:
+        if hub.subscribers(DASHBOARD):
+            observer(record)
+
+    return observe
 
 
 # The listener's states, as the metric names them.

@@ -1,0 +1,191 @@
+"""PgHotPath (the FastAGI path's asyncpg pool) writes and reads what the Store does, and a
+database that is down or stalled costs a call nothing but a fast error."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from callrouter.domain.model import Action, Operator
+from callrouter.domain.reasons import ReasonCode
+from callrouter.service.ports import CallRecord
+from callrouter.store import Store, make_engine, make_sessionmaker, upgrade
+from callrouter.store.pg_hot import PgHotPath, StoreBusy, asyncpg_dsn
+from callrouter.store.snapshot import load_snapshot
+
+from .builders import CALLER, NOW, ago, decision, decision_record
+
+pytestmark = pytest.mark.postgres
+
+DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+async def fresh_pg(pg_database_url: str) -> AsyncIterator[str]:
+    """A database of this test's own: the hot path commits (it cannot join the rolled-back
+    transaction the ``store`` fixture uses), so nothing it writes may leak to other tests.
+    Depends on ``pg_database_url`` so an unreachable server skips (or fails) the same way."""
+    admin = os.environ.get("CALLROUTER_TEST_PG_DSN", DEFAULT_PG_DSN)
+    name = f"callrouter_hot_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        url = (make_url(admin).set(drivername="postgresql+asyncpg", database=name)
+               .render_as_string(hide_password=False))
+        await upgrade(url)
+        yield url
+    finally:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+
+@pytest.fixture
+async def both(fresh_pg: str) -> AsyncIterator[tuple[Store, PgHotPath]]:
+    engine = make_engine(fresh_pg, poolclass=NullPool)
+    hot = PgHotPath(fresh_pg, max_size=2)
+    try:
+        yield Store(make_sessionmaker(engine)), hot
+    finally:
+        await hot.close()
+        await engine.dispose()
+
+
+def test_dsn_drops_the_driver_and_sqlalchemy_only_options() -> None:
+    dsn = asyncpg_dsn("postgresql+asyncpg://u:p%40ss@db:5433/cr?prepared_statement_cache_size=0"
+                      "&sslmode=require")
+    assert dsn == "postgresql://u:p%40ss@db:5433/cr?sslmode=require"
+
+
+async def _rows(url: str, table: str, key: str, value: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        row = await conn.fetchrow(f"SELECT * FROM {table} WHERE {key} = $1", value)
+    finally:
+        await conn.close()
+    assert row is not None, f"no {table} row with {key}={value}"
+    return dict(row)
+
+
+async def test_decision_and_call_rows_match_the_store_s(
+    both: tuple[Store, PgHotPath], fresh_pg: str
+) -> None:
+    store, hot = both
+    dec = decision(ReasonCode.STICKY_AVAILABLE, ReasonCode.VIP, action=Action.OPERATOR,
+                   target="op7", escalated=True)
+    by_store = decision_record(at=ago(minutes=2), uniqueid="s-1", dec=dec)
+    by_hot = replace(by_store, id=uuid.uuid4().hex, uniqueid="h-1", linkedid="h-1")
+    await store.record_many([by_store])
+    await hot.record_many([by_hot])
+
+    d_store = await _rows(fresh_pg, "decisions", "id", by_store.id)
+    d_hot = await _rows(fresh_pg, "decisions", "id", by_hot.id)
+    for column in ("id", "uniqueid", "linkedid"):
+        d_store.pop(column), d_hot.pop(column)
+    assert d_hot == d_store  # every other column, JSON ones included, byte for byte
+    assert d_hot["reason_codes"] == '["sticky_available", "vip"]'
+
+    c_store = await _rows(fresh_pg, "calls", "decision_id", by_store.id)
+    c_hot = await _rows(fresh_pg, "calls", "decision_id", by_hot.id)
+    for column in ("id", "uniqueid", "linkedid", "decision_id"):
+        c_store.pop(column), c_hot.pop(column)
+    assert c_hot == c_store
+
+    # ...and the Store reads the hot path's decision back as the record it was
+    async with store.transaction() as tx:
+        assert await tx.decisions.get(by_hot.id) == by_hot
+
+
+async def test_merges_into_a_call_the_ami_listener_wrote_first(
+    both: tuple[Store, PgHotPath],
+) -> None:
+    store, hot = both
+    await store.write_call_records([CallRecord(uniqueid="u9", started_at=ago(minutes=5, seconds=1),
+                                               linkedid="L-ami")])
+    rec = decision_record(at=ago(minutes=5), uniqueid="u9")
+    await hot.record_many([rec])
+    async with store.transaction() as tx:
+        call = await tx.calls.get_by_uniqueid("u9")
+    assert call is not None
+    assert call.decision_id == rec.id and call.caller_number == CALLER
+    assert call.started_at == ago(minutes=5, seconds=1)  # the AMI start is kept
+    assert call.linkedid == "L-ami"
+
+
+async def test_snapshot_equals_the_sqlalchemy_reference(both: tuple[Store, PgHotPath]) -> None:
+    store, hot = both
+    await store.record_many([
+        decision_record(at=ago(minutes=m), uniqueid=f"u{m}",
+                        dec=decision(escalated=m == 1)) for m in (1, 30, 90)
+    ])
+    await store.write_call_records([
+        CallRecord(uniqueid="u30", operator_id="op3", answered_at=ago(minutes=29),
+                   ended_at=ago(minutes=20), talk_seconds=540),
+    ])
+    async with store.transaction() as tx:
+        await tx.operators.add(Operator("op5", "Olga", ("PJSIP/1005",)))
+        await tx.tickets.create(CALLER, "router reboots", now=ago(hours=2))
+        await tx.flags.set_vip_class(CALLER, "gold", now=ago(hours=3))
+        await tx.flags.add_opt_out(CALLER, "op5", now=ago(hours=3))
+    got = await hot.snapshot(CALLER, NOW, 3600)
+    async with store._sessions() as session, session.begin():
+        want = await load_snapshot(session, CALLER, NOW, 3600)
+    assert got == want
+    assert len(got.recent_calls) == 2 and got.open_ticket is not None
+    assert got.flags.vip_class == "gold" and got.flags.opted_out_operators == {"op5"}
+    assert hot.inflight == 0
+
+
+async def test_database_down_fails_fast_and_leaves_nothing_in_flight() -> None:
+    # Nothing listens on port 1: connecting is refused at once.
+    hot = PgHotPath("postgresql+asyncpg://postgres@127.0.0.1:1/none", connect_timeout=1.0)
+    t0 = time.perf_counter()
+    with pytest.raises(OSError):
+        await hot.snapshot(CALLER, NOW, 3600)
+    with pytest.raises(OSError):
+        await hot.record_many([decision_record()])
+    assert time.perf_counter() - t0 < 3.0
+    assert hot.inflight == 0
+    await hot.close()
+
+
+async def test_a_stalled_database_caps_reads_in_flight() -> None:
+    """A server that accepts and never answers: reads pile up only to ``max_inflight``,
+    then fail at once with StoreBusy (the caller gets the queue, memory stays bounded)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    hot = PgHotPath(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/x", max_size=2,
+                    connect_timeout=30.0, max_inflight=3)
+    try:
+        waiting = [asyncio.ensure_future(hot.snapshot(CALLER, NOW, 3600)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        assert hot.inflight == 3 and not any(w.done() for w in waiting)
+        t0 = time.perf_counter()
+        with pytest.raises(StoreBusy):
+            await hot.snapshot(CALLER, NOW, 3600)
+        assert time.perf_counter() - t0 < 0.05
+        # A caller that stops waiting (time budget) does not cancel the read under it...
+        waiting[0].cancel()
+        await asyncio.sleep(0.01)
+        assert hot.inflight == 3
+    finally:
+        for w in waiting:
+            w.cancel()
+        await hot.close()
+        for writer in held:
+            writer.close()
+        server.close()
