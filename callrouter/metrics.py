@@ -11,6 +11,7 @@ when that operator answered (the AMI listener's ``sticky_hit``).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -41,6 +42,7 @@ class Metrics:
     def __init__(self, namespace: str = "callrouter") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._unknown_states: set[str] = set()
+        self._decision_children: dict[tuple[str, str], Any] = {}
         r = self.registry
         self.decisions = Counter(
             "decisions", "Routing decisions by action and first reason.",
@@ -91,7 +93,11 @@ class Metrics:
         """A RoutingService observer: count the decision, its latency, fallback, escalation."""
         decision = record.decision
         reason = str(decision.reason_code) if decision.reasons else "none"
-        self.decisions.labels(action=str(decision.action), reason=reason).inc()
+        key = (str(decision.action), reason)
+        child = self._decision_children.get(key)
+        if child is None:  # labels() takes a lock and builds a tuple: once per pair
+            child = self._decision_children[key] = self.decisions.labels(*key)
+        child.inc()
         self.decision_latency.observe(max(0.0, record.latency_ms) / 1000.0)
         if decision.target_operator_id is not None:
             self.targeted_decisions.labels(action=str(decision.action)).inc()

@@ -193,12 +193,16 @@ class RoutingService:
                 observer(record)
             except Exception:
                 log.exception("decision observer failed")
-        log.info(
-            "call %s from %s in %s: %s %s (%s) in %.1f ms",
-            call.uniqueid or "-", mask(caller.number or caller.raw), queue,
-            decision.action, decision.target_interface or decision.queue,
-            decision.reason_code, record.latency_ms,
-        )
+        # DEBUG, not INFO: every decision is in the decision log (GET /decisions), and a
+        # log line per call costs as much as the decision itself at 1,500 calls/s.
+        # Fallbacks are logged at WARNING where they happen.
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "call %s from %s in %s: %s %s (%s) in %.1f ms",
+                call.uniqueid or "-", mask(caller.number or caller.raw), queue,
+                decision.action, decision.target_interface or decision.queue,
+                decision.reason_code, record.latency_ms,
+            )
         return record
 
 
