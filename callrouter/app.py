@@ -145,7 +145,8 @@ async def build_runtime(
             ),
             await store.operators(),
             on_record=_fan_out(
-                _normalised(numbers, runtime.call_writer.submit), metrics.on_call_record
+                _normalised(numbers, runtime.call_writer.submit), metrics.on_call_record,
+                publisher.on_call_record,  # "call_ended" on the operator's stream
             ),
             on_answered=publisher.on_answered,
             on_status=lambda status: metrics.set_ami_state(_AMI_STATE.get(status.state,
@@ -162,7 +163,9 @@ async def build_runtime(
         presence=runtime.presence,
         incidents=incidents,
         writer=writer,
-        observers=[metrics.on_decision, _when_watched(hub, publisher.on_decision)],
+        # on_decision builds dashboard JSON only while a dashboard listens, and remembers
+        # the decision (a dict insert) for the operator's screen-pop.
+        observers=[metrics.on_decision, publisher.on_decision],
     )
     if runtime.ami is not None:
         ami = runtime.ami
@@ -186,20 +189,6 @@ async def build_runtime(
     if with_api:
         runtime.api_server = await _start_api(runtime)
     return runtime
-
-
-def _when_watched(hub: Any, observer: Callable[[DecisionRecord], None]) -> (
-    Callable[[DecisionRecord], None]
-):
-    """The dashboard's decision events, built only while a dashboard stream is open: turning
-    every decision into JSON nobody reads cost more than the routing decision itself."""
-    from callrouter.events import DASHBOARD
-
-    def observe(record: DecisionRecord) -> None:
-        if hub.subscribers(DASHBOARD):
-            observer(record)
-
-    return observe
 
 
 # The listener's states, as the metric names them.
