@@ -92,6 +92,9 @@ class CallRecord:
     transferred: bool = False
     sticky_hit: bool | None = None  # the decision's target answered
     fallback_cause: str | None = None  # e.g. "NOANSWER", "BUSY", "CHANUNAVAIL"
+    # The operator who answered first and transferred the call; ``operator_id`` is then
+    # whoever handled it last (the next repeat call's sticky operator).
+    transferred_from: str | None = None
 
 
 class CallRecordSink(Protocol):

@@ -229,6 +229,7 @@ _MERGED_IF_KNOWN = (
     "hangup_by",
     "sticky_hit",
     "fallback_cause",
+    "transferred_from",
 )
 
 

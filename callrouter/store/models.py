@@ -100,6 +100,8 @@ class CallRow(Base):
     outcome: Mapped[str] = mapped_column(String(20), default="in_progress")
     hangup_by: Mapped[str | None] = mapped_column(String(20))
     transferred: Mapped[bool] = mapped_column(Boolean, default=False)
+    # After a transfer: who answered first (operator_id is who handled the call last).
+    transferred_from: Mapped[str | None] = mapped_column(String(64))
     sticky_hit: Mapped[bool | None] = mapped_column(Boolean)
     fallback_cause: Mapped[str | None] = mapped_column(String(40))
     escalated: Mapped[bool] = mapped_column(Boolean, default=False)
