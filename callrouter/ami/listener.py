@@ -236,8 +236,8 @@ class AmiListener:
             "BridgeEnter": t.on_bridge_enter,
             "BridgeLeave": t.on_bridge_leave,
             "Hangup": t.on_hangup,
-            "BlindTransfer": t.on_transfer,
-            "AttendedTransfer": t.on_transfer,
+            "BlindTransfer": t.on_blind_transfer,
+            "AttendedTransfer": t.on_attended_transfer,
             "VarSet": t.on_var_set,
             "QueueMemberStatus": p.on_member_event,
             "QueueMemberPause": p.on_member_event,
@@ -383,11 +383,15 @@ class AmiListener:
     # -- outputs -----------------------------------------------------------------------
 
     def _record(self, record: CallRecord) -> None:
-        self.presence.call_ended(record.operator_id, record.uniqueid, time.time())
+        now = time.time()
+        self.presence.call_ended(record.operator_id, record.uniqueid, now)
+        self.presence.call_ended(record.transferred_from, record.uniqueid, now)
         self._on_record(record)
 
     def _answered(self, answered: CallAnswered) -> None:
-        self.presence.call_started(answered.operator_id, answered.uniqueid, time.time())
+        now = time.time()
+        self.presence.call_ended(answered.transferred_from, answered.uniqueid, now)
+        self.presence.call_started(answered.operator_id, answered.uniqueid, now)
         try:
             self._on_answered(answered)
         except Exception:

@@ -8,13 +8,19 @@ AgentComplete may come before or after the caller's Hangup (during ``core stop n
 it comes after, without any caller header), QueueCallerAbandon before or after the
 Hangup. So nothing is decided when an event arrives; facts are collected per call and
 the outcome is computed when the call is complete, or after a short grace period.
+
+Transfers: every party that takes the call over is kept in order (queue members from
+AgentConnect, operators a direct Dial of the caller's channel reached, the target of an
+attended transfer). The record names the last of them as the operator who handled the
+call, so the next repeat call goes back to that operator, and keeps the first one in
+``transferred_from``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -43,6 +49,8 @@ class CallAnswered:
     decision_id: str | None
     queue: str | None
     linkedid: str | None = None
+    # Set when the call was handed over: the operator who had it until now.
+    transferred_from: str | None = None
 
 
 @dataclass(slots=True)
@@ -52,6 +60,23 @@ class _Dial:
     begun_at: float
     status: str | None = None
     ended_at: float | None = None
+
+
+@dataclass(slots=True)
+class _Handler:
+    """One party that took the call: answered it, or got it by an attended transfer."""
+
+    interface: str
+    uid: str | None  # the operator's channel
+    at: float
+    via: str  # "queue" (AgentConnect) | "dial" (direct Dial) | "transfer" (attended)
+    hold: int | None = None  # HoldTime of a queue connect
+    talk: int | None = None  # TalkTime of its AgentComplete
+    complete: bool = False  # its AgentComplete came (queue legs only)
+    ended_by: str | None = None  # AgentComplete Reason: "caller" | "operator"
+    left_at: float | None = None  # it transferred the call away
+    announced: bool = False
+    announced_as: str | None = None  # the operator id the screen-pop named
 
 
 @dataclass(slots=True)
@@ -88,6 +113,11 @@ class _Call:
     hung_up_at: float | None = None
     pending_since: float | None = None
     answered_sent: bool = False
+    handlers: list[_Handler] = field(default_factory=list)
+    # Event order of each party's last exit (BridgeLeave, else Hangup); an exit followed
+    # by a BridgeEnter was a move between bridges (a transfer), not a hangup.
+    left_seq: dict[str, int] = field(default_factory=dict)
+    transfers: set[tuple[str, ...]] = field(default_factory=set)  # the ones applied
 
 
 def _epoch(ts: float | None) -> datetime | None:
@@ -127,6 +157,7 @@ class CallTracker:
         self.anomaly = OnceLog(log)
         self.events_applied = 0
         self.records_emitted = 0
+        self._seq = 0
         self.handlers: dict[str, Callable[[AmiMessage, float], None]] = {
             "VarSet": self.on_var_set,
             "QueueCallerJoin": self.on_queue_caller_join,
@@ -141,8 +172,8 @@ class CallTracker:
             "BridgeEnter": self.on_bridge_enter,
             "BridgeLeave": self.on_bridge_leave,
             "Hangup": self.on_hangup,
-            "BlindTransfer": self.on_transfer,
-            "AttendedTransfer": self.on_transfer,
+            "BlindTransfer": self.on_blind_transfer,
+            "AttendedTransfer": self.on_attended_transfer,
         }
 
     # -- entry points ---------------------------------------------------------------
@@ -172,21 +203,21 @@ class CallTracker:
             if call is None:
                 self._pending.discard(uid)
             elif call.pending_since is not None and now - call.pending_since >= self.grace_seconds:
-                self._finish(call)
+                self._finish(call, now)
         if self.max_call_seconds:
             for call in list(self.calls.values()):
                 if now - call.seen_at > self.max_call_seconds:
                     self.anomaly("call without Hangup expired", call.uniqueid)
                     if call.hung_up_at is None:
                         call.hung_up_at = now
-                    self._finish(call)
+                    self._finish(call, now)
 
     def flush_all(self, now: float) -> None:
         """Asterisk went away (Shutdown): every call it had is over."""
         for call in list(self.calls.values()):
             if call.hung_up_at is None:
                 call.hung_up_at = now
-            self._finish(call)
+            self._finish(call, now)
         self._member_of.clear()
 
     # -- helpers --------------------------------------------------------------------
@@ -200,6 +231,10 @@ class CallTracker:
             except ValueError:
                 self.anomaly("unparseable Timestamp", ts)
         return now
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
 
     def _call(self, msg: AmiMessage, now: float, adopt: bool) -> _Call | None:
         h = msg.headers
@@ -239,15 +274,50 @@ class CallTracker:
             call.member_uids.add(member_uid)
             self._member_of[member_uid] = call.uniqueid
 
-    def _announce(self, call: _Call, operator_id: str | None, interface: str | None) -> None:
-        if call.answered_sent or not call.adopted:
+    # -- who has the call -----------------------------------------------------------
+
+    def _op(self, handler: _Handler) -> str | None:
+        return self.interfaces.operator_for_interface(handler.interface)
+
+    def _handlers(self, call: _Call) -> list[_Handler]:
+        # A Dial that turned out to be a queue member's leg (AgentCalled came late) is the
+        # queue's answer, not a handler of its own.
+        return [h for h in call.handlers if not (h.via == "dial" and h.uid in call.member_uids)]
+
+    def _current(self, call: _Call) -> _Handler | None:
+        handlers = self._handlers(call)
+        return handlers[-1] if handlers else None
+
+    def _handler_by_uid(self, call: _Call, uid: str | None) -> _Handler | None:
+        if not uid:
+            return None
+        return next((h for h in call.handlers if h.uid == uid), None)
+
+    def _take(self, call: _Call, handler: _Handler) -> None:
+        """Someone took the call: its first answer, or a handover after a transfer."""
+        previous = self._current(call)
+        call.handlers.append(handler)
+        if not call.adopted:  # an operator's own outgoing call: nothing to screen-pop or record
+            return
+        if previous is None:
+            if not call.answered_sent:
+                self._announce(call, handler, None)
+        else:
+            self._announce(call, handler, previous.announced_as if previous.announced
+                           else self._op(previous))
+
+    def _announce(self, call: _Call, handler: _Handler, transferred_from: str | None) -> None:
+        if not call.adopted:
             return
         call.answered_sent = True
+        operator_id = self._op(handler)
+        handler.announced, handler.announced_as = True, operator_id
         self.on_answered(CallAnswered(
             server_id=self.server_id, uniqueid=call.uniqueid,
-            operator_id=operator_id, interface=interface, caller_number=call.caller_number,
-            caller_name=call.caller_name, decision_id=call.decision_id,
-            queue=call.queue, linkedid=call.linkedid))
+            operator_id=operator_id, interface=handler.interface or None,
+            caller_number=call.caller_number, caller_name=call.caller_name,
+            decision_id=call.decision_id, queue=call.queue, linkedid=call.linkedid,
+            transferred_from=transferred_from))
 
     # -- handlers (the event table) -------------------------------------------------
 
@@ -286,7 +356,8 @@ class CallTracker:
         call = self._call(msg, now, adopt=True)
         if call is None:
             return
-        call.rung.append(msg.headers.get("Interface") or msg.headers.get("MemberName") or "?")
+        interface = msg.headers.get("Interface")
+        call.rung.append(interface or msg.headers.get("MemberName") or "?")
         self._link_member(call, msg.headers.get("DestUniqueid"))
         self.events_applied += 1
 
@@ -306,16 +377,26 @@ class CallTracker:
             self.anomaly("AgentConnect without caller Uniqueid")
             return
         h = msg.headers
+        ts = self._ts(msg, now)
+        interface, member_uid = h.get("Interface"), h.get("DestUniqueid")
         call.queue = h.get("Queue") or call.queue
-        call.connected_interface = h.get("Interface")
-        call.connected_member_uid = h.get("DestUniqueid")
-        self._link_member(call, call.connected_member_uid)
-        call.hold_seconds = to_int(h.get("HoldTime"))
+        self._link_member(call, member_uid)
         if call.answered_at is None:
-            call.answered_at = self._ts(msg, now)
+            call.answered_at = ts
         self.events_applied += 1
-        self._announce(call, self.interfaces.operator_for_interface(call.connected_interface),
-                       call.connected_interface)
+        known = (self._handler_by_uid(call, member_uid) if member_uid else next(
+            (x for x in call.handlers if x.via == "queue" and x.interface == interface
+             and not x.complete), None))
+        if known is not None:  # a repeated event, or its AgentComplete came first
+            return
+        hold = to_int(h.get("HoldTime"))
+        if self._current(call) is None:
+            call.hold_seconds = hold
+        # A second AgentConnect: the call was transferred back into a queue.
+        call.connected_interface = interface
+        call.connected_member_uid = member_uid
+        call.completed = False
+        self._take(call, _Handler(interface or "", member_uid, ts, "queue", hold=hold))
 
     def on_agent_complete(self, msg: AmiMessage, now: float) -> None:
         h = msg.headers
@@ -331,21 +412,36 @@ class CallTracker:
         if call is None:
             self.anomaly("AgentComplete for an unknown call", h.get("DestUniqueid") or "")
             return
+        ts = self._ts(msg, now)
+        interface, member_uid = h.get("Interface"), h.get("DestUniqueid")
+        talk = to_int(h.get("TalkTime"))
         if call.connected_interface is None:
-            call.connected_interface = h.get("Interface")
-            call.connected_member_uid = h.get("DestUniqueid")
+            call.connected_interface = interface
+            call.connected_member_uid = member_uid
             call.queue = h.get("Queue") or call.queue
         if call.hold_seconds is None:
             call.hold_seconds = to_int(h.get("HoldTime"))
-        call.talk_seconds = to_int(h.get("TalkTime"))
+        call.talk_seconds = talk
+        handler = self._handler_by_uid(call, member_uid) or next(
+            (x for x in reversed(call.handlers)
+             if x.via == "queue" and x.interface == interface and not x.complete), None)
+        if handler is None:  # no AgentConnect seen (began before we listened, or reordered)
+            handler = _Handler(interface or "", member_uid, ts - talk, "queue",
+                               hold=to_int(h.get("HoldTime")))
+            call.handlers.append(handler)
+            call.handlers.sort(key=lambda x: x.at)
+            self._link_member(call, member_uid)
+        handler.talk, handler.complete = talk, True
         reason = (h.get("Reason") or "").lower()
         if reason == "caller":
-            call.hangup_by = "caller"
+            call.hangup_by = handler.ended_by = "caller"
         elif reason == "agent":
-            call.hangup_by = "operator"
+            call.hangup_by = handler.ended_by = "operator"
         elif reason == "transfer":
             call.transferred = True
-        call.completed = True
+            if handler.left_at is None:
+                handler.left_at = ts
+        call.completed = all(x.complete for x in call.handlers if x.via == "queue")
         self.events_applied += 1
         self._maybe_finish(call, now)
 
@@ -365,7 +461,8 @@ class CallTracker:
         call.abandoned = True
         call.queue_joined = True
         call.queue = msg.headers.get("Queue") or call.queue
-        call.hold_seconds = to_int(msg.headers.get("HoldTime"))
+        if not call.handlers:  # else: given up in a queue it was transferred to
+            call.hold_seconds = to_int(msg.headers.get("HoldTime"))
         self.events_applied += 1
         self._maybe_finish(call, now)
 
@@ -410,15 +507,27 @@ class CallTracker:
         dial.status = status or None
         dial.ended_at = self._ts(msg, now)
         self.events_applied += 1
-        if status == "ANSWER" and not call.queue_joined and dest_uid not in call.member_uids:
+        # After a blind transfer the caller's own channel dials the new operator, also
+        # when it first came through a queue.
+        if (status == "ANSWER" and dest_uid not in call.member_uids
+                and (not call.queue_joined or call.transferred)):
             if call.answered_at is None:
                 call.answered_at = dial.ended_at
-            self._announce(call, self.interfaces.operator_for_channel(dial.dest_channel),
-                           self.interfaces.interface_of_channel(dial.dest_channel))
+            if self._handler_by_uid(call, dest_uid) is None:
+                self._take(call, _Handler(self.interfaces.interface_of_channel(dial.dest_channel),
+                                          dest_uid, dial.ended_at, "dial"))
 
     def on_bridge_enter(self, msg: AmiMessage, now: float) -> None:
-        call = self._tracked(msg)
-        if call is not None and call.bridged_at is None:
+        uid = msg.headers.get("Uniqueid") or ""
+        call = self.calls.get(uid)
+        if call is None:
+            owner = self._member_of.get(uid)
+            member_call = self.calls.get(owner) if owner else None
+            if member_call is not None:
+                member_call.left_seq.pop(uid, None)  # moved into another bridge
+            return
+        call.left_seq.pop(uid, None)
+        if call.bridged_at is None:
             call.bridged_at = self._ts(msg, now)
             self.events_applied += 1
 
@@ -427,6 +536,7 @@ class CallTracker:
         call = self.calls.get(uid)
         if call is not None:
             call.unbridged_at = self._ts(msg, now)
+            call.left_seq[uid] = self._next_seq()
             if call.first_leaver is None and call.bridged_at is not None:
                 call.first_leaver = "caller"
             self.events_applied += 1
@@ -434,8 +544,10 @@ class CallTracker:
         owner = self._member_of.get(uid)
         if owner is not None:
             call = self.calls.get(owner)
-            if call is not None and call.first_leaver is None and call.bridged_at is not None:
-                call.first_leaver = "operator"
+            if call is not None:
+                call.left_seq[uid] = self._next_seq()
+                if call.first_leaver is None and call.bridged_at is not None:
+                    call.first_leaver = "operator"
 
     def on_hangup(self, msg: AmiMessage, now: float) -> None:
         uid = msg.headers.get("Uniqueid") or ""
@@ -444,6 +556,8 @@ class CallTracker:
             owner = self._member_of.get(uid)
             if owner is not None:
                 member_call = self.calls.get(owner)
+                if member_call is not None:
+                    member_call.left_seq.setdefault(uid, self._next_seq())
                 if (member_call is not None and member_call.first_leaver is None
                         and member_call.bridged_at is not None and member_call.unbridged_at is None
                         and uid in member_call.dials
@@ -452,20 +566,95 @@ class CallTracker:
             return
         if call.hung_up_at is None:
             call.hung_up_at = self._ts(msg, now)
+        call.left_seq.setdefault(uid, self._next_seq())
         self.events_applied += 1
         if not call.adopted:
             self._drop(call)
             return
         self._maybe_finish(call, now)
 
-    def on_transfer(self, msg: AmiMessage, now: float) -> None:
-        for key, value in msg.headers.items():
-            if not key.endswith("Uniqueid"):
-                continue
-            call = self.calls.get(value) or self.calls.get(self._member_of.get(value, ""))
+    def _transfer_call(self, h: Mapping[str, str], direct: tuple[str, ...],
+                       via_leg: tuple[str, ...]) -> tuple[_Call | None, str | None]:
+        """The tracked call a transfer event is about, and the header prefix that found it:
+        a party that *is* the caller's channel first (adopted calls before others), else a
+        party that is one of its legs (the operator's channel)."""
+        found: list[tuple[_Call, str]] = []
+        for prefix in direct:
+            call = self.calls.get(h.get(f"{prefix}Uniqueid") or "")
             if call is not None:
-                call.transferred = True
-                self.events_applied += 1
+                found.append((call, prefix))
+        for call, prefix in sorted(found, key=lambda f: not f[0].adopted):
+            return call, prefix
+        for prefix in via_leg:
+            owner = self._member_of.get(h.get(f"{prefix}Uniqueid") or "")
+            call = self.calls.get(owner) if owner else None
+            if call is not None:
+                return call, prefix
+        return None, None
+
+    def _hand_off(self, call: _Call, ts: float, key: tuple[str, ...]) -> bool:
+        """The operator who has the call transfers it away (to whom shows later, or now).
+        False for a transfer already applied: a transferer channel transfers once."""
+        if key in call.transfers:
+            return False
+        call.transfers.add(key)
+        call.transferred = True
+        current = self._current(call)
+        if current is not None and current.left_at is None:
+            current.left_at = ts
+        return True
+
+    def on_blind_transfer(self, msg: AmiMessage, now: float) -> None:
+        """BlindTransfer (main/stasis_bridges.c ``blind_transfer_to_ami``): Result,
+        Transferer*, Transferee*, Bridge*, IsExternal, Context, Extension.
+
+        The transferee (the caller) leaves the bridge and runs Context/Extension; whoever
+        answers it there (a Dial from its channel, or a queue's AgentConnect) takes over.
+        """
+        h = msg.headers
+        if h.get("Result") != "Success":  # Fail / Invalid / Not Permitted: nothing moved
+            return
+        call, _prefix = self._transfer_call(h, ("Transferee", "Transferer"),
+                                            ("Transferer", "Transferee"))
+        if call is None:
+            return
+        key = ("blind", h.get("TransfererUniqueid") or "", h.get("TransfereeUniqueid") or "")
+        if self._hand_off(call, self._ts(msg, now), key):
+            self.events_applied += 1
+
+    def on_attended_transfer(self, msg: AmiMessage, now: float) -> None:
+        """AttendedTransfer (main/stasis_bridges.c ``attended_transfer_to_ami``): Result,
+        OrigTransferer*, OrigBridge*, SecondTransferer*, SecondBridge*, Transferee*,
+        TransferTarget*, IsExternal, DestType (Bridge, App, Link, Threeway, Fail), ...
+
+        Transferee is the party the first transferer leg talked to, TransferTarget the
+        party of the second leg. Which one is the caller depends on which dialog the phone
+        sent its REFER on, so either may be; the other one takes the call over.
+        """
+        h = msg.headers
+        if h.get("Result") != "Success":
+            return
+        if h.get("DestType") in ("Threeway", "Fail"):  # the transferer stays on the call
+            return
+        call, prefix = self._transfer_call(
+            h, ("Transferee", "TransferTarget"), ("OrigTransferer", "SecondTransferer"))
+        if call is None:
+            return
+        ts = self._ts(msg, now)
+        key = ("attended", h.get("OrigTransfererUniqueid") or "",
+               h.get("SecondTransfererUniqueid") or "")
+        if not self._hand_off(call, ts, key):
+            return
+        self.events_applied += 1
+        other = {"Transferee": "TransferTarget", "TransferTarget": "Transferee",
+                 "OrigTransferer": "TransferTarget", "SecondTransferer": "Transferee"}[prefix or ""]
+        channel, uid = h.get(f"{other}Channel"), h.get(f"{other}Uniqueid")
+        if not channel or not uid or uid == call.uniqueid:
+            return  # DestType App: the caller went to an application, nobody took it
+        if self._handler_by_uid(call, uid) is None:
+            self._member_of[uid] = call.uniqueid
+            self._take(call, _Handler(self.interfaces.interface_of_channel(channel), uid, ts,
+                                      "transfer"))
 
     # -- ending ---------------------------------------------------------------------
 
@@ -480,20 +669,22 @@ class CallTracker:
                 call.pending_since = now
                 self._pending.add(call.uniqueid)
             return
-        self._finish(call)
+        self._finish(call, now)
 
     def _drop(self, call: _Call) -> None:
         self.calls.pop(call.uniqueid, None)
         self._pending.discard(call.uniqueid)
-        for uid in call.member_uids:
-            self._member_of.pop(uid, None)
-        for uid in call.dials:
-            self._member_of.pop(uid, None)
+        # Only legs still ours: an operator's consult call (an untracked channel that dialled
+        # the transfer target) must not take the target away from the caller's call.
+        legs = call.member_uids | call.dials.keys() | {h.uid for h in call.handlers if h.uid}
+        for uid in legs:
+            if self._member_of.get(uid) == call.uniqueid:
+                del self._member_of[uid]
         self._finished[call.uniqueid] = None
         while len(self._finished) > self._remember:
             self._finished.popitem(last=False)
 
-    def _finish(self, call: _Call) -> None:
+    def _finish(self, call: _Call, now: float) -> None:
         self._drop(call)
         if not call.adopted:
             return
@@ -503,11 +694,24 @@ class CallTracker:
     def record_of(self, call: _Call) -> CallRecord:
         direct = [d for uid, d in call.dials.items() if uid not in call.member_uids]
         answered_direct = next((d for d in direct if d.status == "ANSWER"), None)
-        failed_direct = [d for d in direct if d.status and d.status != "ANSWER"]
+        # Dials after the first answer were a transferred caller's, not the routing's.
+        failed_direct = [d for d in direct if d.status and d.status != "ANSWER"
+                         and (call.answered_at is None or d.begun_at <= call.answered_at)]
         fallback_cause = failed_direct[-1].status if failed_direct else None
 
         interface: str | None
-        if call.connected_interface is not None:
+        operator_id: str | None
+        hold: int
+        talk: int | None
+        hangup_by: str | None
+        transferred_from: str | None = None
+        first_operator: str | None = None
+        handlers = self._handlers(call)
+        handed_over = len(handlers) > 1 or bool(handlers and handlers[-1].via == "transfer")
+        if handed_over:  # transferred: the last operator handled it
+            operator_id, interface, hold, talk, hangup_by, first_operator, transferred_from = \
+                self._handed_over(call, handlers)
+        elif call.connected_interface is not None:
             interface = call.connected_interface
             operator_id = self.interfaces.operator_for_interface(interface)
             hold = call.hold_seconds or 0
@@ -545,9 +749,11 @@ class CallTracker:
             outcome = Outcome.ABANDONED  # hung up before anyone was tried
             hangup_by = "caller"
 
+        # The decision's target answered (it may have transferred the call on since).
+        answered_by = first_operator if handed_over else operator_id
         sticky_hit: bool | None = None
         if call.target_operator_id:
-            sticky_hit = operator_id is not None and operator_id == call.target_operator_id
+            sticky_hit = answered_by is not None and answered_by == call.target_operator_id
         return CallRecord(
             uniqueid=call.uniqueid, server_id=self.server_id, linkedid=call.linkedid,
             caller_raw=call.caller_number, caller_number=call.caller_number,
@@ -556,7 +762,59 @@ class CallTracker:
             ended_at=_epoch(call.hung_up_at), operator_id=operator_id,
             answered_interface=interface, hold_seconds=hold, talk_seconds=talk or 0,
             outcome=outcome.value, hangup_by=hangup_by, transferred=call.transferred,
-            sticky_hit=sticky_hit, fallback_cause=fallback_cause)
+            sticky_hit=sticky_hit, fallback_cause=fallback_cause,
+            transferred_from=transferred_from)
+
+    def _handed_over(self, call: _Call, handlers: list[_Handler]) -> tuple[
+            str | None, str, int, int, str, str | None, str | None]:
+        """operator, interface, hold, talk, hangup_by, first operator, transferred_from of
+        a call more than one party took.
+
+        The handler is the last party that is an operator (a transfer out to a number no
+        operator owns leaves the call with the operator who made it); ``transferred_from``
+        is the first one, when that is someone else. Hold is the wait before the first
+        answer; talk adds up each party's time with the caller.
+        """
+        first, last = handlers[0], handlers[-1]
+        final = next((h for h in reversed(handlers) if self._op(h) is not None), last)
+        operator_id, first_operator = self._op(final), self._op(first)
+        interface = self._spelled(final)
+        if first.hold is not None:
+            hold = first.hold
+        else:
+            dial = call.dials.get(first.uid or "")
+            hold = _span(dial.begun_at, dial.ended_at) if dial is not None else (
+                call.hold_seconds or 0)
+        talk = 0
+        end: float | None
+        for i, h in enumerate(handlers):
+            if h.talk is not None:
+                talk += h.talk
+                continue
+            if h.left_at is not None:
+                end = h.left_at
+            elif i + 1 < len(handlers):
+                end = handlers[i + 1].at
+            elif call.unbridged_at is not None and call.unbridged_at >= h.at:
+                end = call.unbridged_at
+            else:
+                end = call.hung_up_at
+            talk += _span(h.at, end)
+        if last.via == "queue" and last.ended_by is not None:
+            hangup_by = last.ended_by
+        else:  # who left the last bridge first (earlier exits were moves between bridges)
+            caller_left = call.left_seq.get(call.uniqueid)
+            operator_left = call.left_seq.get(last.uid or "")
+            hangup_by = "operator" if operator_left is not None and (
+                caller_left is None or operator_left < caller_left) else "caller"
+        transferred_from = first_operator if first_operator != operator_id else None
+        return operator_id, interface, hold, talk, hangup_by, first_operator, transferred_from
+
+    def _spelled(self, handler: _Handler) -> str:
+        """The interface as the directory spells it (the map may have changed since)."""
+        if handler.via == "queue":
+            return handler.interface
+        return self.interfaces.interface_of_channel(handler.interface)
 
 
 def _span(start: float | None, end: float | None) -> int:
