@@ -33,16 +33,30 @@ def channel_key(channel: str) -> str:
 
 
 class InterfaceMap:
-    """Which operator an interface belongs to, from the operator directory."""
+    """Which operator an interface belongs to, from the operator directory.
+
+    One object is shared by the tracker and the presence book: ``replace()`` swaps its
+    contents in place, so a reloaded directory reaches both at once.
+    """
 
     def __init__(self, operators: Mapping[str, Operator]) -> None:
-        self.operators = dict(operators)
+        self.operators: dict[str, Operator] = {}
         self._by_key: dict[str, str] = {}
         self._configured: dict[str, str] = {}
-        for op in operators.values():
+        self.replace(operators)
+
+    def replace(self, operators: Mapping[str, Operator]) -> bool:
+        """Take a new directory (operators added, removed, re-bound); True if it changed."""
+        fresh = dict(operators)
+        by_key: dict[str, str] = {}
+        configured: dict[str, str] = {}
+        for op in fresh.values():
             for iface in op.interfaces:
-                self._by_key[interface_key(iface)] = op.id
-                self._configured[interface_key(iface)] = iface
+                by_key[interface_key(iface)] = op.id
+                configured[interface_key(iface)] = iface
+        changed = fresh != self.operators
+        self.operators, self._by_key, self._configured = fresh, by_key, configured
+        return changed
 
     def operator_for_interface(self, interface: str | None) -> str | None:
         if not interface:

@@ -9,6 +9,11 @@ What panoramisk 1.4 leaves weak, and is wrapped here:
 * its parser rebuilds case-insensitive dicts per message and drops the stray CR/garbage
   handling we need -> ``AmiStreamParser`` and one event table {name: handler};
 * the Manager is built inside the running loop, never at import time.
+
+The operator directory behind the interface map can change while the listener runs:
+given a ``directory`` source, a ``DirectoryWatch`` reloads it every
+``directory_interval`` seconds and, rate-limited, as soon as an event names an
+interface no operator claims (``refresh_operators()`` applies a directory directly).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
+from callrouter.ami.directory import DirectorySource, DirectoryStatus, DirectoryWatch
 from callrouter.ami.interfaces import InterfaceMap
 from callrouter.ami.message import AmiMessage, AmiStreamParser, OnceLog
 from callrouter.ami.presence import PresenceBook
@@ -57,6 +63,13 @@ class AmiSettings:
     backoff_max: float = 30.0
     tick_interval: float = 0.25
     connect_timeout: float = 5.0
+    # Operator directory reloads (with a ``directory`` source): every interval; on an
+    # unknown interface at most once per miss interval; an interface a reload did not
+    # find is asked about again (outside calls) only after the miss TTL.
+    directory_interval: float = 30.0
+    directory_miss_interval: float = 5.0
+    directory_miss_ttl: float = 300.0
+    directory_timeout: float = 10.0
 
 
 @dataclass(slots=True)
@@ -70,11 +83,17 @@ class ListenerStatus:
     reconnects: int = 0
     events: int = 0
     messages_by_event: dict[str, int] = field(default_factory=dict)
+    directory_reloads: int = 0
+    directory_failures: int = 0
+    directory_loaded_at: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"state": self.state, "connected_since": self.connected_since,
                 "last_event_at": self.last_event_at, "last_error": self.last_error,
-                "reconnects": self.reconnects, "events": self.events}
+                "reconnects": self.reconnects, "events": self.events,
+                "directory_reloads": self.directory_reloads,
+                "directory_failures": self.directory_failures,
+                "directory_loaded_at": self.directory_loaded_at}
 
 
 class _Protocol(AMIProtocol):  # type: ignore[misc]
@@ -196,6 +215,7 @@ class AmiListener:
         on_answered: Callable[[CallAnswered], None] | None = None,
         on_status: Callable[[ListenerStatus], None] | None = None,
         tracker_options: Mapping[str, Any] | None = None,
+        directory: DirectorySource | None = None,
     ) -> None:
         self.settings = settings
         self.interfaces = InterfaceMap(operators)
@@ -204,9 +224,21 @@ class AmiListener:
         self._on_record = on_record
         self._on_answered = on_answered or (lambda a: None)
         self._on_status = on_status or (lambda s: None)
-        self.presence = PresenceBook(self.interfaces, server_id=settings.server_id)
+        # Reloads the directory behind self.interfaces while running (None: never).
+        self.directory: DirectoryWatch | None = None
+        if directory is not None:
+            self.directory = DirectoryWatch(
+                directory, self.refresh_operators, self._knows,
+                interval=settings.directory_interval,
+                miss_interval=settings.directory_miss_interval,
+                miss_ttl=settings.directory_miss_ttl, timeout=settings.directory_timeout,
+                on_status=self._directory_status)
+        self.presence = PresenceBook(self.interfaces, server_id=settings.server_id,
+                                     on_unmapped=self._unmapped_member)
         self.tracker = CallTracker(self.interfaces, server_id=settings.server_id,
                                    on_record=self._record, on_answered=self._answered,
+                                   on_unmapped=self._unmapped_call,
+                                   hold_for_directory=self._resolving,
                                    **dict(tracker_options or {}))
         self.table = self._event_table()
         self._manager: _Manager | None = None
@@ -286,8 +318,12 @@ class AmiListener:
             on_disconnect=lambda m, exc: None, log=log)
         self._manager.connect()
         self._ticker = asyncio.create_task(self._tick(), name="ami-tick")
+        if self.directory is not None:
+            self.directory.start()
 
     async def stop(self) -> None:
+        if self.directory is not None:
+            await self.directory.stop()
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -296,6 +332,7 @@ class AmiListener:
             self._manager.stopped = True
             self._manager.close()
         self.tracker.tick(time.time())
+        self.tracker.release_held()
         self.status.state = "stopped"
         self._on_status(self.status)
 
@@ -306,6 +343,41 @@ class AmiListener:
     def expect(self, uniqueid: str, decision_id: str | None,
                target_operator_id: str | None) -> None:
         self.tracker.expect(uniqueid, decision_id, target_operator_id)
+
+    # -- the operator directory ------------------------------------------------------------
+
+    def refresh_operators(self, operators: Mapping[str, Operator]) -> bool:
+        """Use this operator directory from now on (operators added, removed, re-bound,
+        deactivated); presence is recomputed and a live call whose screen-pop named no
+        operator gets one. True if anything changed."""
+        if not self.interfaces.replace(operators):
+            return False
+        log.info("AMI %s: operator directory changed (%d operators)",
+                 self.settings.server_id, len(self.interfaces.operators))
+        self.presence.directory_changed(time.time())
+        self.tracker.directory_changed()
+        return True
+
+    def _directory_status(self, d: DirectoryStatus) -> None:
+        """After every reload attempt, successful or not."""
+        self.status.directory_reloads = d.reloads
+        self.status.directory_failures = d.failures
+        self.status.directory_loaded_at = d.loaded_at
+        self.tracker.release_held()
+
+    def _resolving(self, interface: str) -> bool:
+        return self.directory is not None and self.directory.resolving(interface)
+
+    def _knows(self, key: str) -> bool:
+        return self.interfaces.operator_for_interface(key) is not None
+
+    def _unmapped_member(self, interface: str) -> None:
+        if self.directory is not None:
+            self.directory.unknown(interface)
+
+    def _unmapped_call(self, interface: str) -> None:
+        if self.directory is not None:
+            self.directory.unknown(interface, urgent=True)
 
     def next_backoff(self) -> float:
         delay = self._backoff

@@ -105,10 +105,13 @@ class PresenceBook:
     """Implements the ``Presence`` port for one Asterisk server."""
 
     def __init__(self, interfaces: InterfaceMap, *, server_id: str = "default",
-                 on_change: Callable[[str, OperatorState], None] | None = None) -> None:
+                 on_change: Callable[[str, OperatorState], None] | None = None,
+                 on_unmapped: Callable[[str], None] | None = None) -> None:
         self.interfaces = interfaces
         self.server_id = server_id
         self.on_change = on_change or (lambda op, st: None)
+        # A queue member no operator claims: the listener may reload the directory.
+        self.on_unmapped = on_unmapped or (lambda interface: None)
         self.members: dict[str, MemberView] = {}  # interface key -> view
         self.device_states: dict[str, int] = {}  # device key -> status code
         self.connected = False
@@ -184,6 +187,20 @@ class PresenceBook:
 
     # -- link and calls ---------------------------------------------------------------
 
+    def directory_changed(self, now: float) -> None:
+        """The interface map was reloaded: operators may have come, gone or moved."""
+        self._states_view = None
+        for op_id in [op for op in self._states if op not in self.interfaces.operators]:
+            del self._states[op_id]
+            self._since.pop(op_id, None)
+            self._calls.pop(op_id, None)
+            self.on_change(op_id, OperatorState.LOGGED_OFF)  # gone from the directory
+        if self.connected:
+            self._recompute_all(now)
+        else:
+            for op_id in self.interfaces.operators:
+                self._set(op_id, OperatorState.UNKNOWN, now)
+
     def link_down(self, now: float) -> None:
         self.connected = False
         self._snapshot = None
@@ -245,6 +262,8 @@ class PresenceBook:
             self.anomaly(f"{msg.name} without Interface/Queue")
             return None
         view = self._view(table, interface, name, now)
+        if self.interfaces.operator_for_interface(interface) is None:
+            self.on_unmapped(interface)
         m = view.queues.get(queue)
         if m is None:
             m = view.queues[queue] = Membership(queue=queue)

@@ -134,6 +134,9 @@ class CallTracker:
         server_id: str = "default",
         on_record: Callable[[CallRecord], None] | None = None,
         on_answered: Callable[[CallAnswered], None] | None = None,
+        on_unmapped: Callable[[str], None] | None = None,
+        hold_for_directory: Callable[[str], bool] | None = None,
+        directory_wait_seconds: float = 15.0,
         decision_var: str = DECISION_VAR,
         target_var: str = TARGET_VAR,
         grace_seconds: float = 1.0,
@@ -144,6 +147,14 @@ class CallTracker:
         self.server_id = server_id
         self.on_record = on_record or (lambda r: None)
         self.on_answered = on_answered or (lambda a: None)
+        # A call rang or reached an interface no operator claims: the listener may reload
+        # the directory before the record is written.
+        self.on_unmapped = on_unmapped or (lambda interface: None)
+        # Is a reload under way that may name this interface's operator? Then a finished
+        # call's record waits for it (at most ``directory_wait_seconds``).
+        self.hold_for_directory = hold_for_directory or (lambda interface: False)
+        self.directory_wait_seconds = directory_wait_seconds
+        self._held: dict[str, tuple[_Call, float]] = {}
         self.decision_var = decision_var
         self.target_var = target_var
         self.grace_seconds = grace_seconds
@@ -198,6 +209,10 @@ class CallTracker:
 
     def tick(self, now: float) -> None:
         """Close calls whose grace period ran out, and calls far too old to be alive."""
+        for uid, (held, since) in list(self._held.items()):
+            if now - since >= self.directory_wait_seconds:
+                del self._held[uid]
+                self._emit(held)
         for uid in list(self._pending):
             call = self.calls.get(uid)
             if call is None:
@@ -219,6 +234,16 @@ class CallTracker:
                 call.hung_up_at = now
             self._finish(call, now)
         self._member_of.clear()
+
+    def directory_changed(self) -> None:
+        """The interface map was reloaded: a live call whose screen-pop went out without an
+        operator (the interface was unknown then) gets it again, now naming the operator."""
+        for call in list(self.calls.values()):
+            current = self._current(call)
+            if current is None or not current.announced or current.announced_as is not None:
+                continue
+            if self._op(current) is not None:
+                self._announce(call, current, None)
 
     # -- helpers --------------------------------------------------------------------
 
@@ -274,6 +299,10 @@ class CallTracker:
             call.member_uids.add(member_uid)
             self._member_of[member_uid] = call.uniqueid
 
+    def _check_mapped(self, interface: str | None) -> None:
+        if interface and self.interfaces.operator_for_interface(interface) is None:
+            self.on_unmapped(interface)
+
     # -- who has the call -----------------------------------------------------------
 
     def _op(self, handler: _Handler) -> str | None:
@@ -299,6 +328,7 @@ class CallTracker:
         call.handlers.append(handler)
         if not call.adopted:  # an operator's own outgoing call: nothing to screen-pop or record
             return
+        self._check_mapped(handler.interface)
         if previous is None:
             if not call.answered_sent:
                 self._announce(call, handler, None)
@@ -359,6 +389,7 @@ class CallTracker:
         interface = msg.headers.get("Interface")
         call.rung.append(interface or msg.headers.get("MemberName") or "?")
         self._link_member(call, msg.headers.get("DestUniqueid"))
+        self._check_mapped(interface)
         self.events_applied += 1
 
     def on_agent_ring_no_answer(self, msg: AmiMessage, now: float) -> None:
@@ -688,8 +719,23 @@ class CallTracker:
         self._drop(call)
         if not call.adopted:
             return
+        if any(self._op(h) is None and h.interface and self.hold_for_directory(h.interface)
+               for h in self._handlers(call)):
+            # Someone no operator claims took the call and the directory is being reloaded
+            # for that interface: the record waits for it (release_held()).
+            self._held[call.uniqueid] = (call, now)
+            return
+        self._emit(call)
+
+    def _emit(self, call: _Call) -> None:
         self.records_emitted += 1
         self.on_record(self.record_of(call))
+
+    def release_held(self) -> None:
+        """A directory reload finished (or failed): write the records that waited for it."""
+        held, self._held = self._held, {}
+        for call, _since in held.values():
+            self._emit(call)
 
     def record_of(self, call: _Call) -> CallRecord:
         direct = [d for uid, d in call.dials.items() if uid not in call.member_uids]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from callrouter.ami.directory import DirectorySource
 from callrouter.ami.listener import AmiListener, AmiSettings
 from callrouter.ami.tracker import CallAnswered
 from callrouter.domain.model import Operator
@@ -79,6 +80,7 @@ async def make_listener(ami_server: FakeAmiServer) -> AsyncIterator[Callable[...
     async def make(secret: str = "secret", operators: dict[str, Operator] | None = None,
                    wait: bool = True, tracker_options: dict[str, object] | None = None,
                    members: Sequence[FakeMember] | None = None,
+                   directory: DirectorySource | None = None,
                    **settings: object) -> tuple[AmiListener, Recorder]:
         rec = Recorder()
         options: dict[str, object] = dict(
@@ -90,7 +92,7 @@ async def make_listener(ami_server: FakeAmiServer) -> AsyncIterator[Callable[...
             AmiSettings(**options),  # type: ignore[arg-type]
             operators or OPERATORS, on_record=rec.records.append,
             on_answered=rec.answered.append,
-            tracker_options=tracker_options or {"grace_seconds": 0.2})
+            tracker_options=tracker_options or {"grace_seconds": 0.2}, directory=directory)
         await listener.start()
         made.append(listener)
         if wait:
