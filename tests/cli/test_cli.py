@@ -404,7 +404,7 @@ def test_data_entry_mistakes(cli: Cli, args: tuple[str, ...]) -> None:
 def test_rules_check_sample() -> None:
     result = CliRunner().invoke(app, ["rules", "check", str(SAMPLE)])
     assert result.exit_code == 0, result.output
-    assert "OK" in result.stdout and "support-l2" in result.stdout
+    assert "OK" in result.stdout and "specialists" in result.stdout
 
 
 def test_rules_check_bad_file(cli: Cli, tmp_path: Path) -> None:
