@@ -4,6 +4,7 @@ database that is down or stalled costs a call nothing but a fast error."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -189,3 +190,37 @@ async def test_a_stalled_database_caps_reads_in_flight() -> None:
         for writer in held:
             writer.close()
         server.close()
+
+
+async def test_more_calls_than_connections_wait_their_turn(fresh_pg: str) -> None:
+    hot = PgHotPath(fresh_pg, max_size=1)
+    try:
+        snaps = await asyncio.gather(*(hot.snapshot(CALLER, NOW, 3600) for _ in range(5)),
+                                     hot.record_many([decision_record(uniqueid="w1")]))
+        assert [type(s).__name__ for s in snaps] == ["CallerSnapshot"] * 5 + ["NoneType"]
+        assert hot._connections._open == 1
+    finally:
+        await hot.close()
+
+
+async def test_a_connection_killed_by_the_server_is_replaced(fresh_pg: str) -> None:
+    hot = PgHotPath(fresh_pg, max_size=1)
+    try:
+        await hot.snapshot(CALLER, NOW, 3600)
+        admin = await asyncpg.connect(asyncpg_dsn(fresh_pg))
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        finally:
+            await admin.close()
+        assert killed == 1
+        # The call that finds the connection dead may fail (if asyncpg has not yet read the
+        # server's goodbye) or reconnect at once; either way the one after works.
+        with contextlib.suppress(Exception):
+            await hot.snapshot(CALLER, NOW, 3600)
+        await hot.record_many([decision_record(uniqueid="k1")])
+        assert (await hot.snapshot(CALLER, NOW, 3600)).recent_calls[0].id
+        assert hot._connections._open == 1
+    finally:
+        await hot.close()
