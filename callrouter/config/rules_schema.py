@@ -10,7 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, mod
 from pydantic_core import PydanticCustomError
 
 from callrouter.config.durations import DURATION_HINT, parse_duration
-from callrouter.domain.rules import HistoryScope, QueueRules, StickyMode
+from callrouter.domain.rules import MAX_WAIT_SECONDS, HistoryScope, QueueRules, StickyMode
 
 # Queue() arguments are comma-separated and the name ends up in ${...} expressions, so a
 # queue name is limited to what queues.conf section names use in practice.
@@ -29,7 +29,6 @@ CLASS_NAME_HINT = "a VIP class name: letters, digits, '-' or '_' (at most 40)"
 # priority and the repeat-caller boost comparable, and refuses a stray 10000 that would
 # put one caller ahead of everybody for good.
 MAX_PRIORITY = 1000
-MAX_WAIT_SECONDS = 3600  # the dialplan waits for one operator; an hour is a typo
 MAX_WINDOW = 30 * 86400  # windows set how far back history is read; a month is plenty
 
 Validator = Callable[[Any, ValidationInfo], Any]
@@ -111,8 +110,12 @@ def _sound(value: Any, info: ValidationInfo) -> Any:
 
 _PRIORITY = _number(0, MAX_PRIORITY, f"expected a whole number from 0 to {MAX_PRIORITY}")
 _MIN_TALK = _number(0, None, "expected a whole number of seconds, 0 or more")
+# The dialplan caps Dial's timeout at MAX_WAIT_SECONDS (600 s): refuse what it would cut.
 _MAX_WAIT = _number(
-    1, MAX_WAIT_SECONDS, f"expected a whole number of seconds from 1 to {MAX_WAIT_SECONDS}"
+    1,
+    MAX_WAIT_SECONDS,
+    f"expected a whole number of seconds from 1 to {MAX_WAIT_SECONDS} "
+    f"(the dialplan caps Dial's timeout at {MAX_WAIT_SECONDS} s)",
 )
 _THRESHOLD = _number(2, None, "expected a whole number of calls, 2 or more")
 _CAP = _number(0, None, "expected a whole number, 0 or more (0: never escalate by count)")

@@ -6,6 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+# The longest wait for one operator the rules may ask for (max_wait_seconds). The shipped
+# dialplan caps Dial's timeout (CR_WAIT) at 600 s and the FastAGI adapter caps
+# CALLROUTER_WAIT at 600 (callrouter/fastagi/handler.py MAX_WAIT, kept there as the last
+# guard): a longer wait in the rules would be cut short without a word. Keep the three
+# equal; tests/config/test_rules_file.py checks that they are.
+MAX_WAIT_SECONDS = 600
+
 
 class StickyMode(StrEnum):
     PREFER = "prefer"  # the last operator first, then the pool

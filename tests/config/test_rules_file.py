@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -11,7 +12,14 @@ import pytest
 
 from callrouter.config import RulesError, load_rules, parse_rules, parse_rules_toml, rules_to_dict
 from callrouter.config.rules_schema import QueueTable
-from callrouter.domain.rules import HistoryScope, QueueRules, Rules, StickyMode, VipRule
+from callrouter.domain.rules import (
+    MAX_WAIT_SECONDS,
+    HistoryScope,
+    QueueRules,
+    Rules,
+    StickyMode,
+    VipRule,
+)
 
 
 def rules(text: str) -> Rules:
@@ -130,6 +138,9 @@ DURATION_HINT = (
     'expected a duration from 1 second to 30 days: whole seconds or a string such as "2h", '
     '"90m", "45s", "1h30m"'
 )
+MAX_WAIT_HINT = (
+    "expected a whole number of seconds from 1 to 600 (the dialplan caps Dial's timeout at 600 s)"
+)
 
 BAD_FILES = [
     (
@@ -163,7 +174,15 @@ BAD_FILES = [
     ),
     (
         "[rules.defaults]\nmax_wait_seconds = 7200",
-        "rules.defaults.max_wait_seconds = 7200: expected a whole number of seconds from 1 to 3600",
+        f"rules.defaults.max_wait_seconds = 7200: {MAX_WAIT_HINT}",
+    ),
+    (
+        "[rules.defaults]\nmax_wait_seconds = 601",
+        f"rules.defaults.max_wait_seconds = 601: {MAX_WAIT_HINT}",
+    ),
+    (
+        "[rules.queues.q]\nmax_wait_seconds = 900\nring_seconds = 700",
+        f"rules.queues.q.max_wait_seconds = 900: {MAX_WAIT_HINT}",
     ),
     (
         '[rules.defaults]\nsticky_window = "2 hours"',
@@ -313,3 +332,28 @@ def test_json_null_means_not_set() -> None:
     parsed = parse_rules({"rules": {"defaults": {"specialist_queue": None}, "queues": {"q": None}}})
     assert parsed == Rules(queues={"q": QueueRules()})
     assert parsed.defaults.sticky_mode is StickyMode.PREFER
+
+
+def test_max_wait_may_be_the_dialplan_cap_itself() -> None:
+    parsed = rules(
+        """
+        [rules.defaults]
+        max_wait_seconds = 600
+        busy_wait_seconds = 600
+        [rules.queues.q]
+        ring_seconds = 600
+        """
+    )
+    assert parsed.defaults.max_wait_seconds == 600
+    assert parsed.for_queue("q").ring_seconds == 600
+
+
+def test_max_wait_bound_is_the_adapter_and_dialplan_cap() -> None:
+    """The rules refuse exactly what the FastAGI adapter and the dialplan would cut short."""
+    from callrouter.fastagi.handler import MAX_WAIT
+
+    root = Path(__file__).parents[2]
+    dialplan = (root / "dialplan" / "callrouter-inbound.conf").read_text()
+    caps = re.findall(r"ExecIf\(\$\[\$\{CR_WAIT\} > (\d+)\]\?Set\(CR_WAIT=(\d+)\)\)", dialplan)
+    assert caps == [(str(MAX_WAIT_SECONDS), str(MAX_WAIT_SECONDS))]
+    assert MAX_WAIT == MAX_WAIT_SECONDS == 600
