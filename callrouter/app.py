@@ -151,6 +151,8 @@ async def build_runtime(
             on_answered=publisher.on_answered,
             on_status=lambda status: metrics.set_ami_state(_AMI_STATE.get(status.state,
                                                                            "disconnected")),
+            # re-read while running: an operator added or re-bound needs no restart
+            directory=store.operators,
         )
         runtime.ami.presence.on_change = publisher.on_operator_state
         await runtime.ami.start()
@@ -189,6 +191,18 @@ async def build_runtime(
     if with_api:
         runtime.api_server = await _start_api(runtime)
     return runtime
+
+
+def _directory_changed(runtime: Runtime) -> Callable[[], None]:
+    """After the API changed operators: routing re-reads them at its next call, and the AMI
+    listener at once (rather than at its next periodic reload)."""
+
+    def changed() -> None:
+        runtime.directory.invalidate()
+        if runtime.ami is not None and runtime.ami.directory is not None:
+            runtime.ami.directory.reload_soon()
+
+    return changed
 
 
 # The listener's states, as the metric names them.
@@ -265,7 +279,7 @@ async def _start_api(runtime: Runtime) -> Any:
         store=runtime.store, routing=runtime.service, rules=runtime.rules,
         presence=runtime.presence, ami_status=ami_status, fastagi_status=fastagi_status,
         events=runtime.hub, metrics=runtime.metrics, numbers=runtime.numbers,
-        invalidate_directory=runtime.directory.invalidate,
+        invalidate_directory=_directory_changed(runtime),
         invalidate_incidents=runtime.incidents.invalidate,
     ))
     try:
