@@ -14,12 +14,14 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from callrouter.config.errors import RulesError, SettingsError
 from callrouter.config.rules_file import load_rules
 from callrouter.config.rules_holder import RulesHolder
 from callrouter.config.settings import Settings, load_settings
+from callrouter.domain.interfaces import check_interface
 from callrouter.domain.model import Operator, OperatorState, Outcome, TicketStatus, Tier
 from callrouter.numbers import NumberError, NumberNormaliser
 from callrouter.service.ports import CallRecord
@@ -199,12 +201,20 @@ def rules_check(file: Path) -> None:
 def operators_add(
     operator_id: str,
     name: Annotated[str, typer.Option(help="display name")],
-    interface: Annotated[list[str], typer.Option(help="Asterisk interface, e.g. PJSIP/1001")],
+    interface: Annotated[
+        list[str], typer.Option(help="Asterisk interface Tech/resource, e.g. PJSIP/1001")
+    ],
     tier: Annotated[Tier, typer.Option()] = Tier.FIRST_LINE,
     queue: Annotated[list[str] | None, typer.Option(help="queue membership")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Add an operator (one or more --interface, any number of --queue)."""
+    for given in interface:
+        try:
+            check_interface(given)
+        except ValueError as exc:
+            # escaped: the value may hold '[', which rich would read as markup
+            raise fail(f"--interface {escape(repr(given))}: {escape(str(exc))}") from None
     settings = load_settings(config)
     op = Operator(operator_id, name, tuple(interface), tier, tuple(queue or ()))
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
+from callrouter.domain.interfaces import INTERFACE_PATTERN, MAX_INTERFACE_LENGTH, check_interface
 from callrouter.domain.model import Action, OperatorState, Outcome, TicketStatus, Tier
 from callrouter.store.records import Role
 
@@ -21,7 +23,25 @@ PhoneNumber = Annotated[
 ]
 QueueName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,80}$")]
 OperatorId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
-Interface = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*/[^\s,;|&]{1,90}$")]
+
+
+def _interface(value: str) -> str:
+    """check_interface, with its message as the field's (no pydantic "Value error, " prefix)."""
+    try:
+        return check_interface(value)
+    except ValueError as exc:
+        raise PydanticCustomError("interface", "{expected}", {"expected": str(exc)}) from None
+
+
+# Tech/resource as the dialplan can Dial it; checked by the same function as the CLI's, and
+# described to OpenAPI clients with the same pattern and length.
+Interface = Annotated[
+    str,
+    AfterValidator(_interface),
+    WithJsonSchema(
+        {"type": "string", "pattern": INTERFACE_PATTERN, "maxLength": MAX_INTERFACE_LENGTH}
+    ),
+]
 VipClass = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,40}$")]
 SoundName = Annotated[  # no '..': a sound must not climb out of the sounds directory
     str, StringConstraints(max_length=200, pattern=r"^[A-Za-z0-9_/\-]+(\.[A-Za-z0-9_/\-]+)*$")
