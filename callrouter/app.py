@@ -119,7 +119,9 @@ async def build_runtime(
     hot = None if is_sqlite(settings.database.url) else PgHotPath(
         settings.database.url, max_size=settings.database.pool_size
     )
-    writer = DecisionWriter(hot or store)
+    writer = DecisionWriter(
+        hot or store, linger=settings.fastagi.decision_linger_ms / 1000.0
+    )
     writer.start()
     hub = EventHub()
     metrics = Metrics()

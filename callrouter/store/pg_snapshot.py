@@ -35,7 +35,8 @@ SELECT
   ARRAY(SELECT ROW(c.id, c.queue, c.started_at, c.ended_at, c.operator_id, c.outcome,
                    c.talk_seconds, c.resolved, c.escalated)
         FROM calls c
-        WHERE c.caller_number = $1 AND c.started_at >= $2::timestamptz - make_interval(secs => $3::float8)
+        WHERE c.caller_number = $1
+          AND c.started_at >= $2::timestamptz - make_interval(secs => $3::float8)
           AND c.started_at <= $2::timestamptz
         ORDER BY c.started_at DESC, c.id DESC
         LIMIT {RECENT_CALLS_LIMIT}) AS recent,
