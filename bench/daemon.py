@@ -1,9 +1,10 @@
 """The daemon side of the FastAGI benchmark: ``build_runtime`` on the bench database, in its
 own process, driven over a multiprocessing pipe; and the classic entry's router factory.
 
-Protocol on the pipe: the daemon sends ``{"port": N}`` once listening; the parent sends
-``"start"`` (the measured phase begins: CPU time and the optional profiler start) and
-``"stop"``; the daemon drains its decision writer, sends its figures and exits.
+Protocol on the pipe: the daemon sends ``{"port": N}`` once listening; for each measured
+phase the parent sends ``"start"`` (CPU time and, the first time, the optional profiler
+start) and ``"stop"`` (the daemon drains its decision writer and sends its figures);
+``"exit"`` closes the runtime.
 """
 
 from __future__ import annotations
@@ -111,36 +112,40 @@ def daemon_process(url: str, conn: Connection, *, max_sessions: int, profile: st
 async def _daemon(url: str, conn: Connection, max_sessions: int, profile: str | None) -> None:
     runtime = await build_bench_runtime(url, with_fastagi=True, max_sessions=max_sessions)
     conn.send({"port": runtime.fastagi.port, "loop": type(asyncio.get_running_loop()).__module__})
-    assert await asyncio.to_thread(conn.recv) == "start"
-    profiler = cProfile.Profile() if profile else None
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    written0 = runtime.writer.written
-    if profiler:
-        profiler.enable()
-    assert await asyncio.to_thread(conn.recv) == "stop"
-    pending = runtime.writer.pending
-    t_stop = time.perf_counter()
-    try:
-        await runtime.writer.flush(timeout=300)
-    except TimeoutError:
-        pass  # reported: the backlog left is in the figures
-    drain = time.perf_counter() - t_stop
-    if profiler:
-        profiler.disable()
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    figures: dict[str, Any] = {
-        "cpu_seconds": cpu, "wall_seconds": wall, "writer_pending_at_stop": pending,
-        "writer_drain_seconds": drain, "written": runtime.writer.written - written0,
-        "left_unwritten": runtime.writer.pending, "dropped": runtime.writer.dropped,
-        "write_failures": runtime.writer.failures,
-    }
-    if profiler and profile:
-        profiler.dump_stats(profile)
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
-        figures["profile_top"] = out.getvalue()
+    profiled = False
+    while (command := await asyncio.to_thread(conn.recv)) == "start":
+        # one measured phase: CPU from "start" to "stop", the writer drained inside it
+        profiler = cProfile.Profile() if profile and not profiled else None
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        written0 = runtime.writer.written
+        if profiler:
+            profiler.enable()
+        assert await asyncio.to_thread(conn.recv) == "stop"
+        pending = runtime.writer.pending
+        t_stop = time.perf_counter()
+        try:
+            await runtime.writer.flush(timeout=300)
+        except TimeoutError:
+            pass  # reported: the backlog left is in the figures
+        drain = time.perf_counter() - t_stop
+        if profiler:
+            profiler.disable()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        figures: dict[str, Any] = {
+            "cpu_seconds": cpu, "wall_seconds": wall, "writer_pending_at_stop": pending,
+            "writer_drain_seconds": drain, "written": runtime.writer.written - written0,
+            "left_unwritten": runtime.writer.pending, "dropped": runtime.writer.dropped,
+            "write_failures": runtime.writer.failures,
+        }
+        if profiler and profile:
+            profiled = True
+            profiler.dump_stats(profile)
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
+            figures["profile_top"] = out.getvalue()
+        conn.send(figures)
+    assert command == "exit", command
     await runtime.close()
-    conn.send(figures)
 
 
 class ClassicRouter:
