@@ -96,15 +96,19 @@ def asyncpg_dsn(url: str) -> str:
     )
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, default=str)
+# One encoder for every row: json.dumps(default=...) builds a new JSONEncoder per call.
+_dumps = json.JSONEncoder(default=str).encode
+
+
+def _value(action: Action | str) -> str:
+    return action.value if isinstance(action, Action) else Action(action).value
 
 
 def decision_row(r: DecisionRecord) -> tuple[Any, ...]:
     d = r.decision
     codes = [str(x.code) for x in d.reasons]
     return (
-        r.id, r.decided_at, r.caller_raw, r.caller_number, r.queue, Action(d.action).value,
+        r.id, r.decided_at, r.caller_raw, r.caller_number, r.queue, _value(d.action),
         d.target_operator_id, d.target_interface, d.queue, d.priority, d.wait_seconds,
         d.announcement, d.escalated, codes[0] if codes else "", _dumps(codes),
         _dumps([{"code": str(x.code), "text": x.text} for x in d.reasons]),
@@ -116,7 +120,7 @@ def call_row(r: DecisionRecord) -> tuple[Any, ...]:
     d = r.decision
     return (
         new_call_id(), r.caller_raw, r.caller_number, r.queue, r.server_id, r.uniqueid,
-        r.linkedid, r.channel, r.id, Action(d.action).value, d.target_operator_id,
+        r.linkedid, r.channel, r.id, _value(d.action), d.target_operator_id,
         r.decided_at, Outcome.IN_PROGRESS.value, d.escalated,
     )
 

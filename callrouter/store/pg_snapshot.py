@@ -23,6 +23,7 @@ from callrouter.store.calls import RECENT_CALLS_LIMIT
 from callrouter.store.tickets import ACTIVE_STATUSES, REOPEN_WINDOW
 
 _SEP = "\x1f"
+_OUTCOMES = {o.value: o for o in Outcome}
 
 _STATUSES = ", ".join(f"'{s}'" for s in ACTIVE_STATUSES)
 _REOPEN_SECONDS = int(REOPEN_WINDOW.total_seconds())
@@ -66,10 +67,11 @@ async def pg_snapshot(
 ) -> CallerSnapshot:
     """``conn`` is an asyncpg connection (it caches the prepared statement)."""
     r = await conn.fetchrow(SNAPSHOT_SQL, number, now, float(lookback_seconds))
+    outcome = _OUTCOMES.__getitem__  # Outcome(value) costs ~4 us a row; a dict, a tenth
     recent = tuple(
         PastCall(
             id=c[0], queue=c[1] or "", started_at=c[2], ended_at=c[3], operator_id=c[4],
-            outcome=Outcome(c[5]), talk_seconds=c[6], resolved=c[7], escalated=c[8],
+            outcome=outcome(c[5]), talk_seconds=c[6], resolved=c[7], escalated=c[8],
         )
         for c in r["recent"]
     )
