@@ -262,7 +262,11 @@ def line(label: str, r: LoadResult, concurrency: int) -> str:
 
 
 def daemon_line(d: dict[str, Any], calls: int) -> str:
-    return (f"         daemon: {d['cpu_seconds']:.1f} s CPU in {d['wall_seconds']:.1f} s "
+    s = d.get("session_ms") or {}
+    inside = (f"         daemon's own session time (accept to close): p50={s['p50']:.2f} ms "
+              f"p99={s['p99']:.2f} ms p99.9={s['p99.9']:.2f} ms max={s['max']:.2f} ms\n"
+              if s else "")
+    return inside + (f"         daemon: {d['cpu_seconds']:.1f} s CPU in {d['wall_seconds']:.1f} s "
             f"({d['cpu_seconds'] / max(calls, 1) * 1e6:.0f} us/call); decisions written "
             f"{d['written']} (backlog {d['writer_pending_at_stop']} at stop, drained in "
             f"{d['writer_drain_seconds']:.2f} s, left {d['left_unwritten']}, dropped "

@@ -16,6 +16,7 @@ import logging
 import os
 import pstats
 import random
+import statistics
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from callrouter.domain.model import Operator, OperatorState
 from callrouter.domain.reasons import ReasonCode
 from callrouter.domain.rules import Rules
+from callrouter.fastagi.handler import SessionObserver
 from callrouter.numbers import NumberNormaliser
 from callrouter.service.decision_writer import DecisionWriter
 from callrouter.service.ports import DecisionRecord, InboundCall
@@ -111,6 +113,11 @@ def daemon_process(url: str, conn: Connection, *, max_sessions: int, profile: st
 
 async def _daemon(url: str, conn: Connection, max_sessions: int, profile: str | None) -> None:
     runtime = await build_bench_runtime(url, with_fastagi=True, max_sessions=max_sessions)
+    from callrouter.app import settle_heap
+
+    settle_heap()  # as `callrouter serve` does once built
+    sessions = _SessionTimes()
+    runtime.fastagi.observer = sessions
     conn.send({"port": runtime.fastagi.port, "loop": type(asyncio.get_running_loop()).__module__})
     profiled = False
     while (command := await asyncio.to_thread(conn.recv)) == "start":
@@ -120,6 +127,7 @@ async def _daemon(url: str, conn: Connection, max_sessions: int, profile: str | 
         profiler = cProfile.Profile(time.process_time) if profile and not profiled else None
         cpu0, wall0 = time.process_time(), time.perf_counter()
         written0 = runtime.writer.written
+        sessions.times.clear()
         if profiler:
             profiler.enable()
         assert await asyncio.to_thread(conn.recv) == "stop"
@@ -138,6 +146,7 @@ async def _daemon(url: str, conn: Connection, max_sessions: int, profile: str | 
             "writer_drain_seconds": drain, "written": runtime.writer.written - written0,
             "left_unwritten": runtime.writer.pending, "dropped": runtime.writer.dropped,
             "write_failures": runtime.writer.failures,
+            "session_ms": sessions.percentiles(),
         }
         if profiler and profile:
             profiled = True
@@ -148,6 +157,23 @@ async def _daemon(url: str, conn: Connection, max_sessions: int, profile: str | 
         conn.send(figures)
     assert command == "exit", command
     await runtime.close()
+
+
+class _SessionTimes(SessionObserver):
+    """The daemon's own view of each session: from the accepted connection to the handler's
+    end (what the load generator sees, less the kernel's accept queue and its own delays)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def session_end(self, route: str, outcome: str, seconds: float) -> None:
+        self.times.append(seconds * 1000.0)
+
+    def percentiles(self) -> dict[str, float]:
+        if len(self.times) < 2:
+            return {}
+        q = statistics.quantiles(self.times, n=1000)
+        return {"p50": q[499], "p99": q[989], "p99.9": q[998], "max": max(self.times)}
 
 
 class ClassicRouter:

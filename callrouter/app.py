@@ -195,6 +195,17 @@ async def build_runtime(
     return runtime
 
 
+def settle_heap() -> None:
+    """Once the runtime is built: move every object alive now (modules, settings, caches)
+    out of the garbage collector's reach (``gc.freeze``). A full collection otherwise
+    walks them all — measured 33 ms for ~80,000 objects — and stalls every call in flight
+    at that moment; what a call allocates later is still collected as usual."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def _directory_changed(runtime: Runtime) -> Callable[[], None]:
     """After the API changed operators: routing re-reads them at its next call, and the AMI
     listener at once (rather than at its next periodic reload)."""

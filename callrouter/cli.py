@@ -134,9 +134,10 @@ def serve(config: ConfigOpt = None) -> None:
     setup_logging(settings.log_level)
 
     async def main() -> None:
-        from callrouter.app import build_runtime, serve_forever
+        from callrouter.app import build_runtime, serve_forever, settle_heap
 
         runtime = await build_runtime(settings, holder)
+        settle_heap()
         out.print(
             f"callrouter serving: FastAGI {settings.fastagi.host}:{runtime.fastagi.port}, "
             f"HTTP http://{settings.api.host}:{settings.api.port}, "

@@ -174,6 +174,30 @@ async def test_cached_directory_reads_store_once_within_ttl() -> None:
     assert source.reads == reads + 1
 
 
+async def test_expired_directory_is_served_stale_while_one_reload_runs() -> None:
+    """Calls past the ttl do not wait for the ~20 ms reload of the whole directory."""
+    release = asyncio.Event()
+
+    class Slow(Directory):
+        async def operators(self) -> Mapping[str, Operator]:
+            if self.reads:  # the first read is immediate, later ones wait for release
+                await release.wait()
+            self.reads += 1
+            return {ANNA.id: ANNA, f"op{self.reads}": ANNA}
+
+    source = Slow()
+    cached = CachedDirectory(source, ttl=0.01)
+    first = await cached.operators()
+    await asyncio.sleep(0.02)  # expired
+    stale = await asyncio.wait_for(
+        asyncio.gather(*(cached.operators() for _ in range(5))), 0.1)
+    assert all(s is first for s in stale)  # served at once, the old map
+    release.set()
+    await asyncio.sleep(0.01)
+    assert source.reads == 2  # one background reload for all of them
+    assert "op2" in await cached.operators()
+
+
 @pytest.mark.parametrize(
     ("raw", "pres", "expected"),
     [
