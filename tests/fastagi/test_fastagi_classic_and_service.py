@@ -97,3 +97,23 @@ async def test_real_routing_service_on_sqlite(sqlite_store) -> None:  # type: ig
     assert new.variables[cv.QUEUE] == "support"
     assert withheld.variables[cv.ACTION] == "queue"
     assert withheld.variables[cv.REASON] == "withheld"
+
+
+def test_classic_entry_quiets_only_the_abandoned_connection_error() -> None:
+    """Asterisk shows an AGI's stderr: the expected leftover of a router build abandoned at
+    its time limit is not printed there; any other loop error still is."""
+    from callrouter.fastagi.classic import _quiet_abandoned
+
+    seen: list[dict[str, object]] = []
+
+    class Loop:
+        def default_exception_handler(self, context: dict[str, object]) -> None:
+            seen.append(context)
+
+    loop = Loop()
+    _quiet_abandoned(loop, {"message": "Future exception was never retrieved",  # type: ignore[arg-type]
+                            "exception": ConnectionError("unexpected connection_lost() call")})
+    assert seen == []
+    other = {"message": "Task exception was never retrieved", "exception": ValueError("x")}
+    _quiet_abandoned(loop, other)  # type: ignore[arg-type]
+    assert seen == [other]
