@@ -39,6 +39,39 @@ def new_call_id() -> str:
     return uuid.uuid4().hex
 
 
+# How a decision's call row merges into a row the AMI listener wrote first (same key):
+# the decision's own fields replace AMI's, what AMI learned first is kept. Shared by
+# open_from_decision, DecisionRepository.open_calls and the PostgreSQL hot path.
+CALL_KEY = ("server_id", "uniqueid")
+CALL_TAKEN_FROM_DECISION = (
+    "decision_id", "action", "target_operator_id", "escalated", "caller_raw",
+    "caller_number", "queue",
+)
+CALL_KEPT_FROM_AMI = ("linkedid", "channel")
+
+
+def merge_into_ami_row(stmt: Any) -> dict[str, Any]:
+    """The ON CONFLICT set of an upsert of ``call_values`` rows (SQLAlchemy form)."""
+    existing, ex = CallRow.__table__.c, stmt.excluded
+    merge: dict[str, Any] = {c: ex[c] for c in CALL_TAKEN_FROM_DECISION}
+    merge.update({c: func.coalesce(existing[c], ex[c]) for c in CALL_KEPT_FROM_AMI})
+    return merge
+
+
+def call_values(r: DecisionRecord) -> dict[str, Any]:
+    """The call row a decision opens (outcome ``in_progress``)."""
+    return {
+        "id": new_call_id(), "caller_raw": r.caller_raw, "caller_number": r.caller_number,
+        "queue": r.queue, "server_id": r.server_id, "uniqueid": r.uniqueid,
+        "linkedid": r.linkedid, "channel": r.channel, "decision_id": r.id,
+        "action": Action(r.decision.action).value,
+        "target_operator_id": r.decision.target_operator_id,
+        "started_at": r.decided_at, "outcome": Outcome.IN_PROGRESS.value,
+        "escalated": r.decision.escalated, "hold_seconds": 0, "talk_seconds": 0,
+        "transferred": False,
+    }
+
+
 class CallRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -80,42 +113,10 @@ class CallRepository:
         Keyed by (server_id, uniqueid) when the uniqueid is known: if the AMI listener
         wrote the row first, the decision's fields are merged into it instead.
         """
-        decision = record.decision
-        values: dict[str, Any] = {
-            "id": new_call_id(),
-            "caller_raw": record.caller_raw,
-            "caller_number": record.caller_number,
-            "queue": record.queue,
-            "server_id": record.server_id,
-            "uniqueid": record.uniqueid,
-            "linkedid": record.linkedid,
-            "channel": record.channel,
-            "decision_id": record.id,
-            "action": Action(decision.action).value,
-            "target_operator_id": decision.target_operator_id,
-            "started_at": record.decided_at,
-            "outcome": Outcome.IN_PROGRESS.value,
-            "escalated": decision.escalated,
-            "hold_seconds": 0,
-            "talk_seconds": 0,
-            "transferred": False,
-        }
-        stmt = upsert_insert(self._session, CallRow).values(**values)
+        stmt = upsert_insert(self._session, CallRow).values(**call_values(record))
         if record.uniqueid is not None:
-            existing = CallRow.__table__.c
             stmt = stmt.on_conflict_do_update(
-                index_elements=["server_id", "uniqueid"],
-                set_={
-                    "decision_id": record.id,
-                    "action": values["action"],
-                    "target_operator_id": decision.target_operator_id,
-                    "escalated": decision.escalated,
-                    "caller_raw": record.caller_raw,
-                    "caller_number": record.caller_number,
-                    "queue": record.queue,
-                    "linkedid": func.coalesce(existing.linkedid, stmt.excluded.linkedid),
-                    "channel": func.coalesce(existing.channel, stmt.excluded.channel),
-                },
+                index_elements=list(CALL_KEY), set_=merge_into_ami_row(stmt)
             )
         await self._session.execute(stmt)
 

@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, func, insert, select
+from sqlalchemy import String, cast, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callrouter.domain.model import Action, Decision, Outcome
+from callrouter.domain.model import Action, Decision
 from callrouter.domain.reasons import Reason, ReasonCode
 from callrouter.service.ports import DecisionRecord
-from callrouter.store.calls import new_call_id
+from callrouter.store.calls import CALL_KEY, call_values, merge_into_ami_row
 from callrouter.store.models import CallRow, DecisionRow
 from callrouter.store.sql import upsert_insert
 
@@ -22,7 +22,7 @@ class DecisionRepository:
         self._session = session
 
     async def insert(self, record: DecisionRecord) -> None:
-        await self._session.execute(insert(DecisionRow).values(**_row_values(record)))
+        await self._session.execute(insert(DecisionRow).values(**decision_values(record)))
 
     async def insert_many(self, records: Sequence[DecisionRecord]) -> None:
         """Several decisions in one Core executemany: one compiled statement for the batch
@@ -30,7 +30,7 @@ class DecisionRepository:
         if records:
             conn = await self._session.connection()
             table = DecisionRow.__table__
-            await conn.execute(insert(table), [_row_values(r) for r in records])  # type: ignore[arg-type]
+            await conn.execute(insert(table), [decision_values(r) for r in records])  # type: ignore[arg-type]
 
     async def open_calls(self, records: Sequence[DecisionRecord]) -> None:
         """The call rows the decisions open, in one executemany — the batch form of
@@ -38,35 +38,12 @@ class DecisionRepository:
         listener wrote first: ``excluded`` holds exactly the decision's values)."""
         if not records:
             return
-        table = CallRow.__table__
         stmt = upsert_insert(self._session, CallRow)
-        ex = stmt.excluded
         stmt = stmt.on_conflict_do_update(
-            index_elements=["server_id", "uniqueid"],
-            set_={
-                "decision_id": ex.decision_id, "action": ex.action,
-                "target_operator_id": ex.target_operator_id, "escalated": ex.escalated,
-                "caller_raw": ex.caller_raw, "caller_number": ex.caller_number,
-                "queue": ex.queue,
-                "linkedid": func.coalesce(table.c.linkedid, ex.linkedid),
-                "channel": func.coalesce(table.c.channel, ex.channel),
-            },
+            index_elements=list(CALL_KEY), set_=merge_into_ami_row(stmt)
         )
-        rows = [
-            {
-                "id": new_call_id(), "caller_raw": r.caller_raw, "caller_number": r.caller_number,
-                "queue": r.queue, "server_id": r.server_id, "uniqueid": r.uniqueid,
-                "linkedid": r.linkedid, "channel": r.channel, "decision_id": r.id,
-                "action": Action(r.decision.action).value,
-                "target_operator_id": r.decision.target_operator_id,
-                "started_at": r.decided_at, "outcome": Outcome.IN_PROGRESS.value,
-                "escalated": r.decision.escalated, "hold_seconds": 0, "talk_seconds": 0,
-                "transferred": False,
-            }
-            for r in records
-        ]
         conn = await self._session.connection()
-        await conn.execute(stmt, rows)
+        await conn.execute(stmt, [call_values(r) for r in records])
 
     async def get(self, decision_id: str) -> DecisionRecord | None:
         row = await self._session.get(DecisionRow, decision_id)
@@ -106,7 +83,8 @@ class DecisionRepository:
         return [_record(r) for r in rows]
 
 
-def _row_values(record: DecisionRecord) -> dict[str, Any]:
+def decision_values(record: DecisionRecord) -> dict[str, Any]:
+    """The decision row, one value per ``decisions`` column."""
     decision = record.decision
     return dict(
         id=record.id,

@@ -25,6 +25,7 @@ What keeps a sick database from hurting calls:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections import deque
 from collections.abc import Sequence
@@ -32,12 +33,19 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from sqlalchemy import JSON
 from sqlalchemy.engine import make_url
 
-from callrouter.domain.model import Action, Outcome
 from callrouter.service.ports import CallerSnapshot, DecisionRecord
-from callrouter.store.calls import new_call_id
+from callrouter.store.calls import (
+    CALL_KEPT_FROM_AMI,
+    CALL_KEY,
+    CALL_TAKEN_FROM_DECISION,
+    call_values,
+)
+from callrouter.store.decisions import decision_values
 from callrouter.store.errors import StoreError
+from callrouter.store.models import DecisionRow
 from callrouter.store.pg_snapshot import pg_snapshot
 
 # Query parameters SQLAlchemy's asyncpg dialect understands but asyncpg's DSN parser would
@@ -46,30 +54,28 @@ _SQLALCHEMY_ONLY = (
     "prepared_statement_cache_size", "prepared_statement_name_func", "async_fallback",
 )
 
-INSERT_DECISION = """
-INSERT INTO decisions (id, decided_at, caller_raw, caller_number, queue, action,
-    target_operator_id, target_interface, target_queue, priority, wait_seconds,
-    announcement, escalated, reason_code, reason_codes, reasons, inputs, latency_ms,
-    server_id, uniqueid, linkedid, channel)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::json, $16::json,
-    $17::json, $18, $19, $20, $21, $22)
-"""
+_DECISIONS = DecisionRow.__table__
+_DECISION_COLUMNS = tuple(_DECISIONS.columns.keys())
+_JSON_COLUMNS = frozenset(c.name for c in _DECISIONS.columns if isinstance(c.type, JSON))
 
-# The call row a decision opens; merged into a row the AMI listener wrote first exactly as
-# DecisionRepository.open_calls merges it.
-UPSERT_CALL = """
-INSERT INTO calls (id, caller_raw, caller_number, queue, server_id, uniqueid, linkedid,
-    channel, decision_id, action, target_operator_id, started_at, outcome, escalated,
-    hold_seconds, talk_seconds, transferred)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, 0, false)
-ON CONFLICT (server_id, uniqueid) DO UPDATE SET
-    decision_id = excluded.decision_id, action = excluded.action,
-    target_operator_id = excluded.target_operator_id, escalated = excluded.escalated,
-    caller_raw = excluded.caller_raw, caller_number = excluded.caller_number,
-    queue = excluded.queue,
-    linkedid = coalesce(calls.linkedid, excluded.linkedid),
-    channel = coalesce(calls.channel, excluded.channel)
-"""
+INSERT_DECISION = "INSERT INTO decisions ({}) VALUES ({})".format(
+    ", ".join(_DECISION_COLUMNS),
+    ", ".join(f"${i}::json" if c in _JSON_COLUMNS else f"${i}"
+              for i, c in enumerate(_DECISION_COLUMNS, 1)),
+)
+
+
+@functools.cache
+def upsert_call_sql(columns: tuple[str, ...]) -> str:
+    """The call row a decision opens, merged into a row the AMI listener wrote first
+    exactly as ``merge_into_ami_row`` merges it (the same column lists)."""
+    merge = [f"{c} = excluded.{c}" for c in CALL_TAKEN_FROM_DECISION]
+    merge += [f"{c} = coalesce(calls.{c}, excluded.{c})" for c in CALL_KEPT_FROM_AMI]
+    return (
+        f"INSERT INTO calls ({', '.join(columns)}) "
+        f"VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))}) "
+        f"ON CONFLICT ({', '.join(CALL_KEY)}) DO UPDATE SET {', '.join(merge)}"
+    )
 
 
 # SQLSTATE classes of errors about a statement, after which the connection is still good
@@ -100,29 +106,11 @@ def asyncpg_dsn(url: str) -> str:
 _dumps = json.JSONEncoder(default=str).encode
 
 
-def _value(action: Action | str) -> str:
-    return action.value if isinstance(action, Action) else Action(action).value
-
-
 def decision_row(r: DecisionRecord) -> tuple[Any, ...]:
-    d = r.decision
-    codes = [str(x.code) for x in d.reasons]
-    return (
-        r.id, r.decided_at, r.caller_raw, r.caller_number, r.queue, _value(d.action),
-        d.target_operator_id, d.target_interface, d.queue, d.priority, d.wait_seconds,
-        d.announcement, d.escalated, codes[0] if codes else "", _dumps(codes),
-        _dumps([{"code": str(x.code), "text": x.text} for x in d.reasons]),
-        _dumps(dict(r.inputs)), r.latency_ms, r.server_id, r.uniqueid, r.linkedid, r.channel,
-    )
-
-
-def call_row(r: DecisionRecord) -> tuple[Any, ...]:
-    d = r.decision
-    return (
-        new_call_id(), r.caller_raw, r.caller_number, r.queue, r.server_id, r.uniqueid,
-        r.linkedid, r.channel, r.id, _value(d.action), d.target_operator_id,
-        r.decided_at, Outcome.IN_PROGRESS.value, d.escalated,
-    )
+    """``decision_values`` in ``INSERT_DECISION``'s column order, JSON columns as text."""
+    values = decision_values(r)
+    return tuple(_dumps(values[c]) if c in _JSON_COLUMNS else values[c]
+                 for c in _DECISION_COLUMNS)
 
 
 class Connections:
@@ -272,13 +260,15 @@ class PgHotPath:
         if not records:
             return
         decisions = [decision_row(r) for r in records]
-        calls = [call_row(r) for r in records]
+        call_rows = [call_values(r) for r in records]
+        upsert = upsert_call_sql(tuple(call_rows[0]))
+        calls = [tuple(row.values()) for row in call_rows]
         conn = await self._connections.acquire()
         broken = True
         try:
             async with conn.transaction():
                 await conn.executemany(INSERT_DECISION, decisions)
-                await conn.executemany(UPSERT_CALL, calls)
+                await conn.executemany(upsert, calls)
             broken = False
         except asyncpg.PostgresError as exc:
             broken = not _statement_error(exc)  # the transaction block rolled back
