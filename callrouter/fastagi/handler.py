@@ -6,7 +6,6 @@ import asyncio
 import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from callrouter import channel_vars as cv
 from callrouter.domain.model import Action, Decision
 from callrouter.domain.reasons import Reason, ReasonCode
 from callrouter.fastagi.protocol import AgiChannel, AgiEnvironment, AgiHangup, quote_arg
+from callrouter.ids import new_id
 from callrouter.numbers import mask
 from callrouter.service.ports import DecisionRecord, InboundCall
 
@@ -84,7 +84,7 @@ def last_resort_record(call: InboundCall, code: ReasonCode, text: str) -> Decisi
         action=Action.QUEUE, queue=call.queue, priority=0, reasons=(Reason(code, text),)
     )
     return DecisionRecord(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         decided_at=datetime.now(UTC),
         caller_raw=call.caller_raw,
         caller_number=None,

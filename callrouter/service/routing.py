@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
@@ -20,6 +19,7 @@ from callrouter.domain.model import (
 )
 from callrouter.domain.reasons import Reason, ReasonCode
 from callrouter.domain.rules import Rules
+from callrouter.ids import new_id
 from callrouter.numbers import NumberNormaliser, mask
 from callrouter.service.decision_writer import DecisionWriter
 from callrouter.service.ports import (
@@ -173,7 +173,7 @@ class RoutingService:
         inputs: Mapping[str, object],
     ) -> DecisionRecord:
         record = DecisionRecord(
-            id=uuid.uuid4().hex,
+            id=new_id(),
             decided_at=now,
             caller_raw=call.caller_raw,
             caller_number=caller.number if caller.identified else None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callrouter.domain.model import Action, Outcome, PastCall
+from callrouter.ids import new_id
 from callrouter.service.ports import CallRecord, DecisionRecord
 from callrouter.store.errors import NotFound
 from callrouter.store.models import CallRow
@@ -36,7 +36,7 @@ _PAST_CALL_COLUMNS = (
 
 
 def new_call_id() -> str:
-    return uuid.uuid4().hex
+    return new_id()
 
 
 # How a decision's call row merges into a row the AMI listener wrote first (same key):

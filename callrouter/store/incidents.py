@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -10,6 +9,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callrouter.domain.model import Incident
+from callrouter.ids import new_id
 from callrouter.store.errors import NotFound
 from callrouter.store.models import IncidentRow
 from callrouter.store.sql import utcnow
@@ -41,7 +41,7 @@ class IncidentRepository:
         now: datetime | None = None,
     ) -> Incident:
         row = IncidentRow(
-            id=incident_id or uuid.uuid4().hex,
+            id=incident_id or new_id(),
             title=title,
             announcement=announcement,
             prefixes=list(prefixes),

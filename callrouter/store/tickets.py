@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callrouter.domain.model import Ticket, TicketStatus, Tier
+from callrouter.ids import new_id
 from callrouter.store.errors import Conflict, NotFound
 from callrouter.store.models import TicketRow
 from callrouter.store.records import UNSET, Unset
@@ -68,7 +68,7 @@ class TicketRepository:
         now: datetime | None = None,
     ) -> Ticket:
         now = now or utcnow()
-        ticket_id = ticket_id or uuid.uuid4().hex
+        ticket_id = ticket_id or new_id()
         if await self._session.get(TicketRow, ticket_id) is not None:
             raise Conflict(f"ticket {ticket_id!r} already exists")
         row = TicketRow(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import uuid
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callrouter.ids import new_id
 from callrouter.store.errors import NotFound
 from callrouter.store.models import ApiTokenRow
 from callrouter.store.records import IssuedToken, Role, TokenInfo
@@ -48,7 +48,7 @@ class TokenRepository:
         """A new random token (256 bits); the plaintext is in the result and nowhere else."""
         plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
         row = ApiTokenRow(
-            id=uuid.uuid4().hex,
+            id=new_id(),
             name=name,
             token_sha256=token_hash(plaintext),
             role=Role(role).value,
