@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callrouter.domain.model import Action, Outcome, PastCall
 from callrouter.ids import new_id
-from callrouter.service.ports import CallRecord, DecisionRecord
+from callrouter.service.ports import CallRecord
 from callrouter.store.errors import NotFound
 from callrouter.store.models import CallRow
 from callrouter.store.records import StoredCall
@@ -41,7 +42,7 @@ def new_call_id() -> str:
 
 # How a decision's call row merges into a row the AMI listener wrote first (same key):
 # the decision's own fields replace AMI's, what AMI learned first is kept. Shared by
-# open_from_decision, DecisionRepository.open_calls and the PostgreSQL hot path.
+# DecisionRepository.open_calls and the PostgreSQL hot path.
 CALL_KEY = ("server_id", "uniqueid")
 CALL_TAKEN_FROM_DECISION = (
     "decision_id", "action", "target_operator_id", "escalated", "caller_raw",
@@ -58,18 +59,29 @@ def merge_into_ami_row(stmt: Any) -> dict[str, Any]:
     return merge
 
 
-def call_values(r: DecisionRecord) -> dict[str, Any]:
-    """The call row a decision opens (outcome ``in_progress``)."""
-    return {
-        "id": new_call_id(), "caller_raw": r.caller_raw, "caller_number": r.caller_number,
-        "queue": r.queue, "server_id": r.server_id, "uniqueid": r.uniqueid,
-        "linkedid": r.linkedid, "channel": r.channel, "decision_id": r.id,
-        "action": Action(r.decision.action).value,
-        "target_operator_id": r.decision.target_operator_id,
-        "started_at": r.decided_at, "outcome": Outcome.IN_PROGRESS.value,
-        "escalated": r.decision.escalated, "hold_seconds": 0, "talk_seconds": 0,
-        "transferred": False,
-    }
+# The call row a decision opens: these call columns are copied from the decision row's
+# columns (call column -> decisions column), the others start as CALL_OPENED_AS. The
+# SQLAlchemy path (``call_from_decision``) and the PostgreSQL hot path's one statement
+# (``pg_hot``) are both generated from these two tables.
+CALL_COPIED_FROM_DECISION = {
+    "caller_raw": "caller_raw", "caller_number": "caller_number", "queue": "queue",
+    "server_id": "server_id", "uniqueid": "uniqueid", "linkedid": "linkedid",
+    "channel": "channel", "decision_id": "id", "action": "action",
+    "target_operator_id": "target_operator_id", "started_at": "decided_at",
+    "escalated": "escalated",
+}
+CALL_OPENED_AS: dict[str, Any] = {
+    "outcome": Outcome.IN_PROGRESS.value, "hold_seconds": 0, "talk_seconds": 0,
+    "transferred": False,
+}
+
+
+def call_from_decision(decision_row: Mapping[str, Any]) -> dict[str, Any]:
+    """The call row (outcome ``in_progress``) a decision row (``decision_values``) opens."""
+    row: dict[str, Any] = {"id": new_call_id()}
+    row.update({c: decision_row[src] for c, src in CALL_COPIED_FROM_DECISION.items()})
+    row.update(CALL_OPENED_AS)
+    return row
 
 
 class CallRepository:
@@ -106,19 +118,6 @@ class CallRepository:
             )
             for r in await self._session.execute(stmt)
         )
-
-    async def open_from_decision(self, record: DecisionRecord) -> None:
-        """Open the call row for a decision (outcome ``in_progress``).
-
-        Keyed by (server_id, uniqueid) when the uniqueid is known: if the AMI listener
-        wrote the row first, the decision's fields are merged into it instead.
-        """
-        stmt = upsert_insert(self._session, CallRow).values(**call_values(record))
-        if record.uniqueid is not None:
-            stmt = stmt.on_conflict_do_update(
-                index_elements=list(CALL_KEY), set_=merge_into_ami_row(stmt)
-            )
-        await self._session.execute(stmt)
 
     async def apply_record(self, record: CallRecord) -> None:
         """Merge one AMI call record into the row keyed by (server_id, uniqueid).

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callrouter.domain.model import Action, Decision
 from callrouter.domain.reasons import Reason, ReasonCode
 from callrouter.service.ports import DecisionRecord
-from callrouter.store.calls import CALL_KEY, call_values, merge_into_ami_row
+from callrouter.store.calls import CALL_KEY, call_from_decision, merge_into_ami_row
 from callrouter.store.models import CallRow, DecisionRow
 from callrouter.store.sql import upsert_insert
 
@@ -33,9 +33,8 @@ class DecisionRepository:
             await conn.execute(insert(table), [decision_values(r) for r in records])  # type: ignore[arg-type]
 
     async def open_calls(self, records: Sequence[DecisionRecord]) -> None:
-        """The call rows the decisions open, in one executemany — the batch form of
-        ``CallRepository.open_from_decision`` (same row, same merge into a row the AMI
-        listener wrote first: ``excluded`` holds exactly the decision's values)."""
+        """The call rows the decisions open, in one executemany, each merged into a row
+        the AMI listener wrote first (``excluded`` holds exactly the decision's values)."""
         if not records:
             return
         stmt = upsert_insert(self._session, CallRow)
@@ -43,7 +42,7 @@ class DecisionRepository:
             index_elements=list(CALL_KEY), set_=merge_into_ami_row(stmt)
         )
         conn = await self._session.connection()
-        await conn.execute(stmt, [call_values(r) for r in records])
+        await conn.execute(stmt, [call_from_decision(decision_values(r)) for r in records])
 
     async def get(self, decision_id: str) -> DecisionRecord | None:
         row = await self._session.get(DecisionRow, decision_id)

@@ -107,9 +107,7 @@ class Store:
     # DecisionLog
     async def record(self, record: DecisionRecord) -> None:
         """The decision row and the call row it opens, in one transaction."""
-        async with self._sessions() as session, session.begin():
-            await DecisionRepository(session).insert(record)
-            await CallRepository(session).open_from_decision(record)
+        await self.record_many([record])
 
     async def record_many(self, records: Sequence[DecisionRecord]) -> None:
         """Several decisions and their call rows in one transaction (the decision writer's

@@ -122,6 +122,53 @@ async def test_merges_into_a_call_the_ami_listener_wrote_first(
     assert call.linkedid == "L-ami"
 
 
+async def _call_rows(url: str, server_id: str) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        rows = await conn.fetch("SELECT * FROM calls WHERE server_id = $1 "
+                                "ORDER BY started_at, uniqueid NULLS LAST", server_id)
+    finally:
+        await conn.close()
+    out = []
+    for row in rows:
+        values = dict(row)
+        for column in ("id", "server_id", "decision_id"):
+            values.pop(column)
+        out.append(values)
+    return out
+
+
+async def test_a_batch_with_a_call_routed_twice_writes_what_the_store_writes(
+    both: tuple[Store, PgHotPath], fresh_pg: str
+) -> None:
+    """One statement cannot upsert a row twice: a channel that ran the AGI twice in one
+    batch (and calls without a uniqueid) must still give the Store's rows."""
+    store, hot = both
+    sticky = decision(ReasonCode.STICKY_AVAILABLE, action=Action.OPERATOR, target="op2")
+
+    def batch(server_id: str) -> list[Any]:
+        return [
+            decision_record(at=ago(minutes=3), uniqueid="a", server_id=server_id),
+            decision_record(at=ago(minutes=2), uniqueid="b", server_id=server_id),
+            decision_record(at=ago(minutes=1), uniqueid="a", server_id=server_id, dec=sticky),
+            decision_record(at=ago(seconds=30), uniqueid=None, server_id=server_id),
+            decision_record(at=ago(seconds=20), uniqueid=None, server_id=server_id),
+        ]
+
+    by_store, by_hot = batch("store"), batch("hot")
+    await store.record_many(by_store)
+    await hot.record_many(by_hot)
+    store_rows = await _call_rows(fresh_pg, "store")
+    assert len(store_rows) == 4  # "a" once (merged), "b", and the two without uniqueid
+    assert await _call_rows(fresh_pg, "hot") == store_rows
+    merged = store_rows[0]
+    assert merged["uniqueid"] == "a" and merged["target_operator_id"] == "op2"
+    assert merged["started_at"] == ago(minutes=3)  # the first decision opened the row
+    async with store.transaction() as tx:
+        for rec in by_hot:
+            assert await tx.decisions.get(rec.id) == rec  # every decision row is there
+
+
 async def test_snapshot_equals_the_sqlalchemy_reference(both: tuple[Store, PgHotPath]) -> None:
     store, hot = both
     await store.record_many([
