@@ -1,0 +1,229 @@
+"""The C load generator (``bench/loadgen.c``): Asterisk's side of FastAGI for the bench at a
+small fraction of the Python generator's CPU (it shares the machine with what it measures).
+
+    exe = build()                                  # cc -O2, cached by source hash
+    run = await paced(port, blocks, sessions=200, rate=1500.0)
+    run = await closed(port, blocks, sessions=200)
+    run.fill(LoadResult())                         # the bench's result type
+
+``build`` compiles the source into a private directory under the temp dir, named by the
+hash of the source, the compiler and the flags, so a changed source is rebuilt and an
+unchanged one is not. A run writes the calls (arrival offset and env block each) to a
+file, runs the binary as an asyncio subprocess and reads its result file: per call the
+status, latency, start lag and the ``EXEC MSet`` argument, then the generator's own CPU
+time and wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import re
+import shutil
+import stat
+import struct
+import subprocess
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+SOURCE = Path(__file__).with_name("loadgen.c")
+CFLAGS = ("-O2", "-Wall", "-Wextra")
+MAGIC = b"CRLGIN1\n"
+DEFAULT_TIMEOUT = 10.0  # seconds a call may take before it counts as a failure
+REASON = re.compile(rb"CALLROUTER_REASON=([a-z_]+)")
+ACTION = re.compile(rb"CALLROUTER_ACTION=([a-z_]+)")
+
+
+def compiler() -> str | None:
+    """The C compiler: ``$CC`` or ``cc`` (then ``gcc``, ``clang``) on the PATH."""
+    names = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"]
+    for name in names:
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+def available() -> bool:
+    return compiler() is not None
+
+
+def build() -> Path:
+    """Compile ``loadgen.c`` (once per source, compiler and flags) and return the binary."""
+    cc = compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler (cc, gcc, clang or $CC) on the PATH")
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(b"\0".join([source, cc.encode(), " ".join(CFLAGS).encode()]))
+    folder = Path(tempfile.gettempdir()) / f"callrouter-loadgen-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    info = folder.stat()
+    if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o022:
+        raise RuntimeError(f"{folder} is not this user's private directory")
+    exe = folder / f"loadgen-{key.hexdigest()[:16]}"
+    if exe.exists():
+        return exe
+    tmp = folder / f"{exe.name}.{os.getpid()}.tmp"
+    done = subprocess.run([cc, *CFLAGS, "-o", str(tmp), str(SOURCE)], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"compiling {SOURCE.name} failed:\n{done.stderr}")
+    os.replace(tmp, exe)
+    return exe
+
+
+def poisson_arrivals(n: int, rate: float, *, seed: int = 5, lead: float = 0.05) -> list[float]:
+    """Arrival offsets (s) of a Poisson process at ``rate``, after ``lead`` seconds: the same
+    sequence as the Python generator's ``paced`` for the same seed."""
+    rng = random.Random(seed)
+    out: list[float] = []
+    t = lead
+    for _ in range(n):
+        t += rng.expovariate(rate)
+        out.append(t)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    status: str  # ok | nomset | refused | reset | timeout | protocol | error
+    latency_ms: float | None  # None: never connected, or timed out
+    lag_ms: float  # paced: arrival -> start (the generator's own delay unless ``late``)
+    late: bool  # paced: arrived while every session was busy
+    other_commands: int  # command lines other than the MSet (answered as Asterisk does)
+    mset: bytes  # the ``EXEC MSet`` argument, b"" when none came
+
+    @property
+    def failed(self) -> bool:
+        return self.status != "ok"
+
+
+class LoadResultLike(Protocol):
+    latencies_ms: list[float]
+    seconds: float
+    actions: Counter[str]
+    reasons: Counter[str]
+    failures: int
+    start_lag_ms: list[float]
+    max_in_flight: int
+    generator_cpu_seconds: float | None
+
+
+@dataclass
+class Run:
+    calls: list[Call]
+    summary: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cpu_seconds(self) -> float:
+        """The generator process's CPU (user + system) up to its last call's end."""
+        return float(self.summary["cpu_user_s"]) + float(self.summary["cpu_sys_s"])
+
+    @property
+    def wall_seconds(self) -> float:
+        return float(self.summary["wall_s"])
+
+    @property
+    def max_in_flight(self) -> int:
+        return int(self.summary["max_in_flight"])
+
+    @property
+    def failures(self) -> int:
+        return sum(c.failed for c in self.calls)
+
+    def own_lag_ms(self) -> tuple[float, float, float]:
+        """Paced: p50, p99 and max of the start delay of the calls that found a session free
+        (the generator's own scheduling: timer wake-up and the events handled before)."""
+        return (float(self.summary["on_time_lag_p50_ms"]),
+                float(self.summary["on_time_lag_p99_ms"]),
+                float(self.summary["on_time_lag_max_ms"]))
+
+    def fill(self, out: LoadResultLike) -> LoadResultLike:
+        """Add this run to the bench's ``LoadResult``."""
+        for c in self.calls:
+            if c.latency_ms is not None:
+                out.latencies_ms.append(c.latency_ms)
+            if c.late:
+                out.start_lag_ms.append(c.lag_ms)
+            if m := REASON.search(c.mset):
+                out.reasons[m.group(1).decode()] += 1
+            if m := ACTION.search(c.mset):
+                out.actions[m.group(1).decode()] += 1
+        out.failures += self.failures
+        out.max_in_flight = max(out.max_in_flight, self.max_in_flight)
+        out.seconds += self.wall_seconds
+        out.generator_cpu_seconds = (out.generator_cpu_seconds or 0.0) + self.cpu_seconds
+        return out
+
+
+def write_input(path: Path, blocks: Sequence[bytes], arrivals: Sequence[float]) -> None:
+    pack = struct.Struct("<dI").pack
+    parts = [MAGIC, struct.pack("<II", len(blocks), 0)]
+    for at, block in zip(arrivals, blocks, strict=True):
+        parts += [pack(at, len(block)), block]
+    path.write_bytes(b"".join(parts))
+
+
+def read_results(path: Path) -> Run:
+    calls: list[Call] = []
+    summary: dict[str, str] = {}
+    with path.open("rb") as f:
+        for line in f:
+            if line.startswith(b"# summary "):
+                summary = dict(kv.split("=", 1) for kv in line[10:].decode().split())
+                continue
+            _, status, latency, lag, late, others, mset = line.rstrip(b"\n").split(b"\t", 6)
+            ns = int(latency)
+            calls.append(Call(status=status.decode(), latency_ms=ns / 1e6 if ns >= 0 else None,
+                              lag_ms=int(lag) / 1e6, late=late == b"1",
+                              other_commands=int(others), mset=mset))
+    if not summary:
+        raise RuntimeError(f"{path}: no summary line (the load generator did not finish)")
+    return Run(calls=calls, summary=summary)
+
+
+async def run(port: int, blocks: Sequence[bytes], *, sessions: int = 200, mode: str = "paced",
+              arrivals: Sequence[float] | None = None, timeout: float = DEFAULT_TIMEOUT,
+              host: str = "127.0.0.1", exe: Path | None = None) -> Run:
+    """Drive ``blocks`` through the daemon at ``host:port`` with the C load generator.
+
+    ``mode="paced"``: call i starts at ``arrivals[i]`` seconds (at most ``sessions`` in
+    flight); ``"closed"``: ``sessions`` sessions each call again at once."""
+    if mode not in ("paced", "closed"):
+        raise ValueError(f"mode {mode!r}")
+    if arrivals is None:
+        if mode == "paced":
+            raise ValueError("paced mode needs arrival offsets")
+        arrivals = [0.0] * len(blocks)
+    exe = exe or await asyncio.to_thread(build)
+    with tempfile.TemporaryDirectory(prefix="callrouter-loadgen-run-") as tmp:
+        src, dst = Path(tmp) / "calls.bin", Path(tmp) / "results.tsv"
+        write_input(src, blocks, arrivals)
+        proc = await asyncio.create_subprocess_exec(
+            str(exe), "-i", str(src), "-o", str(dst), "-p", str(port), "-a", host,
+            "-c", str(sessions), "-m", mode, "-t", str(timeout),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"load generator exited with {proc.returncode}: "
+                               f"{(err or out).decode(errors='replace').strip()}")
+        return read_results(dst)
+
+
+async def paced(port: int, blocks: Sequence[bytes], sessions: int, rate: float, *,
+                seed: int = 5, timeout: float = DEFAULT_TIMEOUT, exe: Path | None = None) -> Run:
+    """Open loop: Poisson arrivals at ``rate``/s over ``sessions`` sessions."""
+    return await run(port, blocks, sessions=sessions, mode="paced", timeout=timeout, exe=exe,
+                     arrivals=poisson_arrivals(len(blocks), rate, seed=seed))
+
+
+async def closed(port: int, blocks: Sequence[bytes], sessions: int, *,
+                 timeout: float = DEFAULT_TIMEOUT, exe: Path | None = None) -> Run:
+    """Closed loop: ``sessions`` sessions, each calling again as soon as its call ends."""
+    return await run(port, blocks, sessions=sessions, mode="closed", timeout=timeout, exe=exe)
