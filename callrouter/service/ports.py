@@ -123,9 +123,20 @@ class IncidentSource(Protocol):
 
 
 class DecisionLog(Protocol):
+    """Where decisions go. A sink may also have ``record_many(records)`` (one transaction
+    for a batch) and ``encode(record)`` + ``record_encoded(items)`` (each record turned into
+    the sink's own form when it is submitted, so a batch costs the event loop no
+    encoding at once); ``DecisionWriter`` uses what it finds."""
+
     async def record(self, record: DecisionRecord) -> None:
         """Store the decision and open the call row (outcome ``in_progress``)."""
         ...
+
+
+class RecordRejected(Exception):
+    """The store refused the data itself (not a connection or availability problem):
+    writing the same record again would fail again. A batch that raises this is split
+    until the record at fault is found; that one is dropped and logged."""
 
 
 __all__ = [
@@ -139,5 +150,6 @@ __all__ = [
     "IncidentSource",
     "OperatorDirectory",
     "Presence",
+    "RecordRejected",
     "RoutingContext",
 ]

@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callrouter.domain.model import Incident, Operator
-from callrouter.service.ports import CallerSnapshot, CallRecord, DecisionRecord
+from callrouter.service.ports import CallerSnapshot, CallRecord, DecisionRecord, RecordRejected
 from callrouter.store.audit import AuditRepository
 from callrouter.store.calls import CallRepository
 from callrouter.store.decisions import DecisionRepository
@@ -114,10 +115,13 @@ class Store:
         batches: one commit for many calls under load)."""
         if not records:
             return
-        async with self._sessions() as session, session.begin():
-            decisions = DecisionRepository(session)
-            await decisions.insert_many(records)
-            await decisions.open_calls(records)
+        try:
+            async with self._sessions() as session, session.begin():
+                decisions = DecisionRepository(session)
+                await decisions.insert_many(records)
+                await decisions.open_calls(records)
+        except (DataError, IntegrityError) as exc:  # the same rows would fail again
+            raise RecordRejected(str(exc.orig)) from exc
 
     # CallRecordSink
     async def write_call_records(self, records: Sequence[CallRecord]) -> None:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from callrouter.domain.model import Action, Decision
 from callrouter.domain.reasons import Reason, ReasonCode
 from callrouter.service.decision_writer import DecisionWriter
-from callrouter.service.ports import DecisionRecord
+from callrouter.service.ports import DecisionRecord, RecordRejected
 
 
 def record(i: int) -> DecisionRecord:
@@ -81,3 +81,95 @@ async def test_flush_and_a_full_batch_do_not_wait_for_the_linger() -> None:
     finally:
         await writer.close()
     assert sink.batches[-1] == ["d4"]  # ...and close() writes it
+
+
+class PickySink(Sink):
+    """Refuses (for its data) any batch holding a record whose id is in ``bad``."""
+
+    def __init__(self, bad: set[str]) -> None:
+        super().__init__()
+        self.bad = bad
+        self.attempts = 0
+
+    async def record_many(self, records: Sequence[DecisionRecord]) -> None:
+        self.attempts += 1
+        if any(r.id in self.bad for r in records):
+            raise RecordRejected("value too long for type character varying(64)")
+        await super().record_many(records)
+
+
+async def test_a_record_the_store_refuses_is_found_and_dropped_and_the_rest_written() -> None:
+    sink = PickySink({"d5"})
+    writer = DecisionWriter(sink, batch=8)
+    for i in range(12):
+        writer.submit(record(i))
+    writer.start()
+    try:
+        await writer.flush(timeout=2.0)
+    finally:
+        await writer.close()
+    written = [i for batch in sink.batches for i in batch]
+    assert written == [f"d{i}" for i in range(12) if i != 5]  # in order, nothing else lost
+    assert writer.rejected == 1 and writer.written == 11 and writer.pending == 0
+    assert sink.attempts < 12  # halving, not one write per record
+
+
+async def test_a_database_that_is_down_is_retried_whole_and_drops_nothing() -> None:
+    class Down(Sink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.down = True
+
+        async def record_many(self, records: Sequence[DecisionRecord]) -> None:
+            if self.down:
+                raise ConnectionRefusedError("connection refused")
+            await super().record_many(records)
+
+    sink = Down()
+    writer = DecisionWriter(sink, batch=10)
+    writer.start()
+    try:
+        for i in range(4):
+            writer.submit(record(i))
+        await asyncio.sleep(0.35)  # a few retries with backoff
+        assert writer.failures >= 2 and sink.batches == []
+        sink.down = False
+        await writer.flush(timeout=3.0)
+        assert sink.batches == [["d0", "d1", "d2", "d3"]] and writer.rejected == 0
+    finally:
+        await writer.close()
+
+
+class EncodingSink:
+    """A sink with ``encode``: records are encoded when submitted, batches get the codes."""
+
+    def __init__(self) -> None:
+        self.encoded_at: list[str] = []
+        self.batches: list[list[str]] = []
+
+    async def record(self, r: DecisionRecord) -> None:  # pragma: no cover - encoded path used
+        raise AssertionError("the encoded path must be used")
+
+    def encode(self, r: DecisionRecord) -> str:
+        if r.id == "d2":
+            raise ValueError("cannot encode")
+        self.encoded_at.append(r.id)
+        return f"<{r.id}>"
+
+    async def record_encoded(self, items: Sequence[str]) -> None:
+        self.batches.append(list(items))
+
+
+async def test_a_sink_that_encodes_gets_each_record_encoded_on_submit() -> None:
+    sink = EncodingSink()
+    writer = DecisionWriter(sink, linger=5.0)
+    writer.submit(record(0))
+    assert sink.encoded_at == ["d0"]  # at once, not when the batch is written
+    writer.submit(record(1))
+    writer.submit(record(2))  # a record that cannot be encoded is dropped, not raised
+    writer.start()
+    try:
+        await writer.flush(timeout=1.0)
+    finally:
+        await writer.close()
+    assert sink.batches == [["<d0>", "<d1>"]] and writer.rejected == 1

@@ -19,7 +19,8 @@ from sqlalchemy.pool import NullPool
 
 from callrouter.domain.model import Action, Operator
 from callrouter.domain.reasons import ReasonCode
-from callrouter.service.ports import CallRecord
+from callrouter.service.decision_writer import DecisionWriter
+from callrouter.service.ports import CallRecord, RecordRejected
 from callrouter.store import Store, make_engine, make_sessionmaker, upgrade
 from callrouter.store.pg_hot import PgHotPath, StoreBusy, asyncpg_dsn
 from callrouter.store.snapshot import load_snapshot
@@ -167,6 +168,33 @@ async def test_a_batch_with_a_call_routed_twice_writes_what_the_store_writes(
     async with store.transaction() as tx:
         for rec in by_hot:
             assert await tx.decisions.get(rec.id) == rec  # every decision row is there
+
+
+async def test_a_decision_the_database_refuses_costs_only_itself(
+    both: tuple[Store, PgHotPath], fresh_pg: str
+) -> None:
+    """A NUL in a caller id (a text column cannot hold it) is refused for its data: the
+    writer isolates that one decision and writes the others of its batch."""
+    _, hot = both
+    bad = replace(decision_record(uniqueid="bad"), caller_raw="12\x0034")
+    with pytest.raises(RecordRejected):
+        await hot.record_many([bad])
+    good = [decision_record(at=ago(minutes=m), uniqueid=f"g{m}") for m in range(1, 6)]
+    writer = DecisionWriter(hot, batch=10)
+    for r in (*good[:2], bad, *good[2:]):
+        writer.submit(r)
+    writer.start()
+    try:
+        await writer.flush(timeout=5.0)
+    finally:
+        await writer.close()
+    assert writer.rejected == 1 and writer.written == 5
+    conn = await asyncpg.connect(asyncpg_dsn(fresh_pg))
+    try:
+        ids = {r["id"] for r in await conn.fetch("SELECT id FROM decisions")}
+    finally:
+        await conn.close()
+    assert ids == {r.id for r in good}
 
 
 async def test_snapshot_equals_the_sqlalchemy_reference(both: tuple[Store, PgHotPath]) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from callrouter.service.ports import CallRecord
+import pytest
+
+from callrouter.service.ports import CallRecord, RecordRejected
 from callrouter.store import Store
 
 from .builders import CALLER, ago, decision_record
@@ -41,3 +43,12 @@ async def test_record_many_merges_into_a_call_the_ami_listener_wrote_first(store
     assert call.decision_id == rec.id and call.caller_number == CALLER
     assert call.started_at == ago(minutes=5, seconds=1)  # the AMI start is kept
     assert call.linkedid == "L-ami"  # what AMI knew first is not overwritten
+
+
+async def test_a_batch_the_database_refuses_raises_record_rejected(store: Store) -> None:
+    """A duplicate decision id is refused for the data itself (a retry would fail the same
+    way), so the writer can isolate it instead of retrying the batch forever."""
+    first = decision_record(uniqueid="dup-1")
+    await store.record_many([first])
+    with pytest.raises(RecordRejected):
+        await store.record_many([decision_record(uniqueid="dup-2"), first])
