@@ -179,8 +179,16 @@ def quote_arg(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+class LineReader(Protocol):
+    """The reading half: an asyncio.StreamReader (classic entry) or an AgiConnection."""
+
+    async def readexactly(self, n: int) -> bytes: ...
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes: ...
+
+
 class LineWriter(Protocol):
-    """The writing half: an asyncio.StreamWriter, or the classic entry's stdout writer."""
+    """The writing half: an AgiConnection, or the classic entry's stdout writer."""
 
     def write(self, data: bytes) -> None: ...
 
@@ -197,7 +205,7 @@ class AgiChannel:
 
     def __init__(
         self,
-        reader: asyncio.StreamReader,
+        reader: LineReader,
         writer: LineWriter,
         *,
         command_timeout: float | None = COMMAND_TIMEOUT,

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Mapping
 
+from callrouter.fastagi.connection import AgiConnection
 from callrouter.fastagi.handler import AgiHandler, AgiSession, SessionObserver
 from callrouter.fastagi.protocol import (
     COMMAND_TIMEOUT,
@@ -69,11 +70,11 @@ class FastAgiServer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> FastAgiServer:
-        self._server = await asyncio.start_server(
-            # the environment block is read in one go, so the limit covers the whole block
-            # (and bounds the memory a connection may hold)
-            self._accept, self.host, self.port,
-            limit=max(STREAM_LIMIT, self.env_max_bytes), backlog=1024,
+        # the environment block is read in one go, so the limit covers the whole block
+        # (and bounds the memory a connection may hold)
+        limit = max(STREAM_LIMIT, self.env_max_bytes)
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: AgiConnection(limit, self._opened), self.host, self.port, backlog=1024,
         )
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
@@ -109,29 +110,29 @@ class FastAgiServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            if self.active >= self.max_sessions:
-                self.observer.rejected("too_many_sessions")
-                log.warning("%d FastAGI sessions already running; closing a new one at once "
-                            "(the dialplan sends that call to the normal queue)", self.active)
-                return
-            self.active += 1
-            try:
-                await self._session(reader, writer)
-            finally:
-                self.active -= 1
-        finally:
-            # Not awaiting wait_closed(): the transport closes the socket on its own, and
-            # the session has nothing left to say (a wait per call cost a task and a timer).
-            writer.close()
-            if task is not None:
-                self._tasks.discard(task)
+    def _opened(self, conn: AgiConnection) -> None:
+        """A connection was accepted: its session runs as a task of its own."""
+        if self.active >= self.max_sessions:
+            self.observer.rejected("too_many_sessions")
+            log.warning("%d FastAGI sessions already running; closing a new one at once "
+                        "(the dialplan sends that call to the normal queue)", self.active)
+            conn.close()
+            return
+        self.active += 1
+        task = asyncio.get_running_loop().create_task(self._accept(conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept(self, conn: AgiConnection) -> None:
+        try:
+            await self._session(conn)
+        finally:
+            self.active -= 1
+            # Not waiting for the close: the transport closes the socket on its own, and
+            # the session has nothing left to say.
+            conn.close()
+
+    async def _session(self, conn: AgiConnection) -> None:
         """One session under one deadline: ``env_timeout`` for the environment block, then
         ``session_timeout`` (from the connect) for the rest — the routing decision has its
         own, shorter budget in the handler, and each AGI command waits at most until the
@@ -139,7 +140,7 @@ class FastAgiServer:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         opened = loop.time()
-        channel = AgiChannel(reader, writer, command_timeout=None)
+        channel = AgiChannel(conn, conn, command_timeout=None)
         route = "?"
         outcome = "ok"
         phase = "env"
@@ -155,34 +156,34 @@ class FastAgiServer:
                 if handler is None:
                     outcome = "unknown_route"
                     handler = self.fallback
-                await handler(AgiSession(channel=channel, env=env, peer=_peer(writer)))
+                await handler(AgiSession(channel=channel, env=env, peer=_peer(conn)))
         except (AgiHangup, AgiDeadChannel) as exc:
             outcome = "hangup"
-            log.info("FastAGI %s route %s: caller hung up (%s)", _peer(writer), route, exc)
+            log.info("FastAGI %s route %s: caller hung up (%s)", _peer(conn), route, exc)
         except AgiEndOfStream as exc:
             outcome = "closed"
-            log.info("FastAGI %s route %s: connection closed early (%s)", _peer(writer), route,
+            log.info("FastAGI %s route %s: connection closed early (%s)", _peer(conn), route,
                      exc)
         except AgiProtocolError as exc:
             outcome = "bad_client"
-            log.info("FastAGI %s: dropped (%s)", _peer(writer), exc)
+            log.info("FastAGI %s: dropped (%s)", _peer(conn), exc)
         except TimeoutError:
             outcome = "bad_client"
             if phase == "env":
                 log.info("FastAGI %s: dropped (no complete environment block within %.1f s)",
-                         _peer(writer), self.env_timeout)
+                         _peer(conn), self.env_timeout)
             else:
-                log.warning("FastAGI %s route %s: session exceeded %.1f s", _peer(writer),
+                log.warning("FastAGI %s route %s: session exceeded %.1f s", _peer(conn),
                             route, self.session_timeout)
         except Exception:
             outcome = "error"
-            log.exception("FastAGI %s route %s: handler failed", _peer(writer), route)
+            log.exception("FastAGI %s route %s: handler failed", _peer(conn), route)
         finally:
             self.observer.session_end(route, outcome, time.perf_counter() - started)
 
 
-def _peer(writer: asyncio.StreamWriter) -> str:
-    info = writer.get_extra_info("peername")
+def _peer(conn: AgiConnection) -> str:
+    info = conn.get_extra_info("peername")
     if isinstance(info, tuple) and len(info) >= 2:
         return f"{info[0]}:{info[1]}"
     return str(info or "")
