@@ -54,7 +54,13 @@ class AgiSession:
 
     channel: AgiChannel
     env: AgiEnvironment
-    peer: str = ""
+    # who is at the other end, asked only when a log line needs it (a getpeername per call
+    # for nothing otherwise)
+    peer_name: Callable[[], str] = str
+
+    @property
+    def peer(self) -> str:
+        return self.peer_name()
 
 
 AgiHandler = Callable[[AgiSession], Awaitable[None]]
@@ -139,14 +145,16 @@ async def set_variables(channel: AgiChannel, values: Mapping[str, str]) -> int:
     MSet is refused (510/520, or ``result=-2`` when the app is missing) we fall back to one
     ``SET VARIABLE`` per variable.
     """
-    safe_match = _MSET_SAFE.match
-    pairs: list[str] = []
     rest: dict[str, str] = {}
-    for key, value in values.items():
-        if safe_match(value):
-            pairs.append(f"{key}={value}")
-        else:
-            rest[key] = value
+    if _MSET_SAFE.match("".join(values.values())):  # the usual case: one check for all
+        pairs = [f"{key}={value}" for key, value in values.items()]
+    else:
+        pairs = []
+        for key, value in values.items():
+            if _MSET_SAFE.match(value):
+                pairs.append(f"{key}={value}")
+            else:
+                rest[key] = value
     trips = 0
     if pairs:
         reply = await channel.command(f"EXEC MSet {quote_arg(','.join(pairs))}")

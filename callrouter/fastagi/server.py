@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
+from functools import partial
 
 from callrouter.fastagi.connection import AgiConnection
 from callrouter.fastagi.handler import AgiHandler, AgiSession, SessionObserver
@@ -156,7 +157,7 @@ class FastAgiServer:
                 if handler is None:
                     outcome = "unknown_route"
                     handler = self.fallback
-                await handler(AgiSession(channel=channel, env=env, peer=_peer(conn)))
+                await handler(AgiSession(channel=channel, env=env, peer_name=partial(_peer, conn)))
         except (AgiHangup, AgiDeadChannel) as exc:
             outcome = "hangup"
             log.info("FastAGI %s route %s: caller hung up (%s)", _peer(conn), route, exc)
