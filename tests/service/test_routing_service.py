@@ -212,3 +212,42 @@ async def test_expired_directory_is_served_stale_while_one_reload_runs() -> None
 def test_caller_normalisation(raw: str, pres: int | None, expected: str | None) -> None:
     caller = NumberNormaliser("RU").caller(raw, pres)
     assert (caller.number if caller.identified else None) == expected
+
+
+async def test_expired_incidents_are_served_stale_while_one_reload_runs() -> None:
+    """Calls past the ttl do not wait for the store: the incidents read every 2 s used to
+    hold every call in flight for the length of a SQLAlchemy read."""
+    from datetime import UTC, datetime, timedelta
+
+    from callrouter.domain.model import Incident
+    from callrouter.service.caching import CachedIncidents
+
+    now = datetime.now(UTC)
+    release = asyncio.Event()
+    outage = Incident(id="i1", title="outage", announcement="x", prefixes=(),
+                      started_at=now - timedelta(minutes=5))
+
+    class Source:
+        reads = 0
+
+        async def active_incidents(self, at: datetime) -> list[Incident]:
+            if self.reads:
+                await release.wait()
+            self.reads += 1
+            return [outage] if self.reads > 1 else []
+
+    source = Source()
+    cached = CachedIncidents(source, ttl=0.01)
+    assert list(await cached.active_incidents(now)) == []
+    await asyncio.sleep(0.02)  # expired
+    stale = await asyncio.wait_for(
+        asyncio.gather(*(cached.active_incidents(now) for _ in range(5))), 0.1)
+    assert all(list(s) == [] for s in stale)  # served at once
+    release.set()
+    await asyncio.sleep(0.01)
+    assert source.reads == 2  # one background reload for all of them
+    assert list(await cached.active_incidents(now)) == [outage]
+    ended = now + timedelta(hours=1)
+    cached._cache._value = [Incident(id="i1", title="outage", announcement="x", prefixes=(),
+                                     started_at=outage.started_at, ended_at=now)]
+    assert list(await cached.active_incidents(ended)) == []  # ended by the call's time
