@@ -128,9 +128,7 @@ class Store:
         if not records:
             return
         async with self._sessions() as session, session.begin():
-            calls = CallRepository(session)
-            for record in records:
-                await calls.apply_record(record)
+            await CallRepository(session).apply_records(records)
 
 
 def _dialect(sessions: async_sessionmaker[AsyncSession]) -> str:
