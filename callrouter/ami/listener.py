@@ -204,7 +204,12 @@ class _Manager(Manager):  # type: ignore[misc]
 
 
 class AmiListener:
-    """One AMI connection to one Asterisk server, feeding a tracker and a presence book."""
+    """One AMI connection to one Asterisk server, feeding a tracker and a presence book.
+
+    ``on_record`` gets each call's final record and, before it, an ``in_progress`` record
+    (no ``ended_at``) each time someone takes the call; ``on_answered`` the screen-pops
+    and, for an operator who transferred a call away, the end of their part.
+    """
 
     def __init__(
         self,
@@ -237,6 +242,7 @@ class AmiListener:
                                      on_unmapped=self._unmapped_member)
         self.tracker = CallTracker(self.interfaces, server_id=settings.server_id,
                                    on_record=self._record, on_answered=self._answered,
+                                   on_progress=self._progress,
                                    on_unmapped=self._unmapped_call,
                                    hold_for_directory=self._resolving,
                                    **dict(tracker_options or {}))
@@ -458,6 +464,11 @@ class AmiListener:
         now = time.time()
         self.presence.call_ended(record.operator_id, record.uniqueid, now)
         self.presence.call_ended(record.transferred_from, record.uniqueid, now)
+        self._on_record(record)
+
+    def _progress(self, record: CallRecord) -> None:
+        # The live call's record goes the same way as the final one (the call row learns who
+        # answered while the call lasts); its outcome stays in_progress and it has no end.
         self._on_record(record)
 
     def _answered(self, answered: CallAnswered) -> None:

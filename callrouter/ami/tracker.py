@@ -1,7 +1,10 @@
 """Follows each inbound call through the AMI event stream and says how it ended.
 
 Synchronous and I/O-free: fed one parsed event at a time with the receive time, it
-calls ``on_record`` when a call ends and ``on_answered`` when someone picks it up.
+calls ``on_answered`` when someone picks the call up (or a transfer takes it from the
+operator who had it), ``on_progress`` with an ``in_progress`` record of the live call at
+the same moments (so the call row knows who has the call while it lasts), and
+``on_record`` with the final record when the call ends.
 
 Asterisk does not keep a stable order between event types (``ami/rerun/`` traces):
 AgentComplete may come before or after the caller's Hangup (during ``core stop now``
@@ -13,7 +16,8 @@ Transfers: every party that takes the call over is kept in order (queue members 
 AgentConnect, operators a direct Dial of the caller's channel reached, the target of an
 attended transfer). The record names the last of them as the operator who handled the
 call, so the next repeat call goes back to that operator, and keeps the first one in
-``transferred_from``.
+``transferred_from``. The operator who transfers the call away is told their part ended
+(``CallAnswered.leg_ended``) when they leave it.
 """
 
 from __future__ import annotations
@@ -37,8 +41,25 @@ _FAILED_DIAL = frozenset({"CHANUNAVAIL", "CONGESTION", "INVALIDARGS"})
 
 
 @dataclass(frozen=True, slots=True)
+class LegEnded:
+    """One operator's part of a call that goes on without them: they transferred it."""
+
+    operator_id: str | None
+    interface: str | None
+    answered_at: datetime | None
+    ended_at: datetime | None
+    hold_seconds: int
+    talk_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
 class CallAnswered:
-    """Someone picked the call up: the screen-pop fires on this."""
+    """Someone picked the call up: the screen-pop fires on this.
+
+    Also sent when a transfer takes the call from an operator before anyone else has
+    answered it (a blind transfer still ringing): ``operator_id`` and ``interface`` are
+    then None (as for a party no operator claims), ``leg_ended`` says whose part ended.
+    """
 
     server_id: str
     uniqueid: str
@@ -51,6 +72,8 @@ class CallAnswered:
     linkedid: str | None = None
     # Set when the call was handed over: the operator who had it until now.
     transferred_from: str | None = None
+    # That operator's part, on the one notification sent when they left the call.
+    leg_ended: LegEnded | None = None
 
 
 @dataclass(slots=True)
@@ -75,6 +98,7 @@ class _Handler:
     complete: bool = False  # its AgentComplete came (queue legs only)
     ended_by: str | None = None  # AgentComplete Reason: "caller" | "operator"
     left_at: float | None = None  # it transferred the call away
+    left_told: bool = False  # its part's end went out (CallAnswered.leg_ended)
     announced: bool = False
     announced_as: str | None = None  # the operator id the screen-pop named
 
@@ -134,6 +158,7 @@ class CallTracker:
         server_id: str = "default",
         on_record: Callable[[CallRecord], None] | None = None,
         on_answered: Callable[[CallAnswered], None] | None = None,
+        on_progress: Callable[[CallRecord], None] | None = None,
         on_unmapped: Callable[[str], None] | None = None,
         hold_for_directory: Callable[[str], bool] | None = None,
         directory_wait_seconds: float = 15.0,
@@ -147,6 +172,8 @@ class CallTracker:
         self.server_id = server_id
         self.on_record = on_record or (lambda r: None)
         self.on_answered = on_answered or (lambda a: None)
+        # The live call's record (outcome in_progress) each time someone takes the call.
+        self.on_progress = on_progress
         # A call rang or reached an interface no operator claims: the listener may reload
         # the directory before the record is written.
         self.on_unmapped = on_unmapped or (lambda interface: None)
@@ -168,6 +195,7 @@ class CallTracker:
         self.anomaly = OnceLog(log)
         self.events_applied = 0
         self.records_emitted = 0
+        self.progress_emitted = 0
         self._seq = 0
         self.handlers: dict[str, Callable[[AmiMessage, float], None]] = {
             "VarSet": self.on_var_set,
@@ -237,13 +265,16 @@ class CallTracker:
 
     def directory_changed(self) -> None:
         """The interface map was reloaded: a live call whose screen-pop went out without an
-        operator (the interface was unknown then) gets it again, now naming the operator."""
+        operator (the interface was unknown then) gets it again, now naming the operator,
+        and its call row learns who has it."""
         for call in list(self.calls.values()):
             current = self._current(call)
-            if current is None or not current.announced or current.announced_as is not None:
+            if (current is None or not current.announced or current.announced_as is not None
+                    or current.left_at is not None):
                 continue
             if self._op(current) is not None:
                 self._announce(call, current, None)
+                self._progress(call)
 
     # -- helpers --------------------------------------------------------------------
 
@@ -333,10 +364,47 @@ class CallTracker:
             if not call.answered_sent:
                 self._announce(call, handler, None)
         else:
-            self._announce(call, handler, previous.announced_as if previous.announced
-                           else self._op(previous))
+            if previous.left_at is None:  # no transfer event said so: it left as this one took
+                previous.left_at = handler.at
+            self._announce(call, handler, self._named(previous), self._leg_of(call, previous))
+        self._progress(call)
 
-    def _announce(self, call: _Call, handler: _Handler, transferred_from: str | None) -> None:
+    def _named(self, handler: _Handler) -> str | None:
+        """The operator a handler was announced as (else the one the directory says now)."""
+        return handler.announced_as if handler.announced else self._op(handler)
+
+    def _leg_of(self, call: _Call, handler: _Handler) -> LegEnded | None:
+        """The part of a handler that left the call, once (None when already told)."""
+        if handler.left_told:
+            return None
+        handler.left_told = True
+        if handler.hold is not None:
+            hold = handler.hold
+        else:
+            dial = call.dials.get(handler.uid or "")
+            hold = _span(dial.begun_at, dial.ended_at) if dial is not None else 0
+        return LegEnded(
+            operator_id=self._named(handler), interface=self._spelled(handler) or None,
+            answered_at=_epoch(handler.at), ended_at=_epoch(handler.left_at),
+            hold_seconds=hold, talk_seconds=_span(handler.at, handler.left_at))
+
+    def _tell_left(self, call: _Call) -> None:
+        """The current handler transferred the call and nobody has taken it yet: tell
+        them their part ended now, not when the next party answers."""
+        current = self._current(call)
+        if current is None or current.left_at is None or not call.adopted:
+            return
+        leg = self._leg_of(call, current)
+        if leg is None:
+            return
+        self.on_answered(CallAnswered(
+            server_id=self.server_id, uniqueid=call.uniqueid, operator_id=None, interface=None,
+            caller_number=call.caller_number, caller_name=call.caller_name,
+            decision_id=call.decision_id, queue=call.queue, linkedid=call.linkedid,
+            transferred_from=leg.operator_id, leg_ended=leg))
+
+    def _announce(self, call: _Call, handler: _Handler, transferred_from: str | None,
+                  leg: LegEnded | None = None) -> None:
         if not call.adopted:
             return
         call.answered_sent = True
@@ -347,7 +415,14 @@ class CallTracker:
             operator_id=operator_id, interface=handler.interface or None,
             caller_number=call.caller_number, caller_name=call.caller_name,
             decision_id=call.decision_id, queue=call.queue, linkedid=call.linkedid,
-            transferred_from=transferred_from))
+            transferred_from=transferred_from, leg_ended=leg))
+
+    def _progress(self, call: _Call) -> None:
+        """The live call's record: who has it now (written while the call lasts)."""
+        if self.on_progress is None or not call.adopted:
+            return
+        self.progress_emitted += 1
+        self.on_progress(self.record_of(call, live=True))
 
     # -- handlers (the event table) -------------------------------------------------
 
@@ -652,6 +727,7 @@ class CallTracker:
         key = ("blind", h.get("TransfererUniqueid") or "", h.get("TransfereeUniqueid") or "")
         if self._hand_off(call, self._ts(msg, now), key):
             self.events_applied += 1
+            self._tell_left(call)
 
     def on_attended_transfer(self, msg: AmiMessage, now: float) -> None:
         """AttendedTransfer (main/stasis_bridges.c ``attended_transfer_to_ami``): Result,
@@ -680,12 +756,12 @@ class CallTracker:
         other = {"Transferee": "TransferTarget", "TransferTarget": "Transferee",
                  "OrigTransferer": "TransferTarget", "SecondTransferer": "Transferee"}[prefix or ""]
         channel, uid = h.get(f"{other}Channel"), h.get(f"{other}Uniqueid")
-        if not channel or not uid or uid == call.uniqueid:
-            return  # DestType App: the caller went to an application, nobody took it
-        if self._handler_by_uid(call, uid) is None:
+        if channel and uid and uid != call.uniqueid and self._handler_by_uid(call, uid) is None:
             self._member_of[uid] = call.uniqueid
             self._take(call, _Handler(self.interfaces.interface_of_channel(channel), uid, ts,
                                       "transfer"))
+        else:  # DestType App: the caller went to an application, nobody took it
+            self._tell_left(call)
 
     # -- ending ---------------------------------------------------------------------
 
@@ -737,7 +813,9 @@ class CallTracker:
         for call, _since in held.values():
             self._emit(call)
 
-    def record_of(self, call: _Call) -> CallRecord:
+    def record_of(self, call: _Call, *, live: bool = False) -> CallRecord:
+        """The call's record; ``live``: while it lasts (outcome ``in_progress``, no end, no
+        talk time or hangup side yet), naming who has it now and who answered first."""
         direct = [d for uid, d in call.dials.items() if uid not in call.member_uids]
         answered_direct = next((d for d in direct if d.status == "ANSWER"), None)
         # Dials after the first answer were a transferred caller's, not the routing's.
@@ -800,12 +878,15 @@ class CallTracker:
         sticky_hit: bool | None = None
         if call.target_operator_id:
             sticky_hit = answered_by is not None and answered_by == call.target_operator_id
+        ended_at = _epoch(call.hung_up_at)
+        if live:  # the store keeps what it knows for the fields left empty here
+            outcome, ended_at, hangup_by, talk = Outcome.IN_PROGRESS, None, None, 0
         return CallRecord(
             uniqueid=call.uniqueid, server_id=self.server_id, linkedid=call.linkedid,
             caller_raw=call.caller_number, caller_number=call.caller_number,
             queue=call.queue, decision_id=call.decision_id,
             started_at=_epoch(call.started_at), answered_at=_epoch(call.answered_at),
-            ended_at=_epoch(call.hung_up_at), operator_id=operator_id,
+            ended_at=ended_at, operator_id=operator_id,
             answered_interface=interface, hold_seconds=hold, talk_seconds=talk or 0,
             outcome=outcome.value, hangup_by=hangup_by, transferred=call.transferred,
             sticky_hit=sticky_hit, fallback_cause=fallback_cause,
@@ -869,4 +950,4 @@ def _span(start: float | None, end: float | None) -> int:
     return int(end - start + 0.5)
 
 
-__all__ = ["DECISION_VAR", "TARGET_VAR", "CallAnswered", "CallTracker", "channel_key"]
+__all__ = ["DECISION_VAR", "TARGET_VAR", "CallAnswered", "CallTracker", "LegEnded", "channel_key"]

@@ -41,9 +41,16 @@ MEMBERS = [
 
 
 class Recorder:
+    """What a listener hands out: final records, live records (in progress, no end) and
+    answered notifications, each in order."""
+
     def __init__(self) -> None:
         self.records: list[CallRecord] = []
+        self.live: list[CallRecord] = []
         self.answered: list[CallAnswered] = []
+
+    def record(self, record: CallRecord) -> None:
+        (self.live if record.ended_at is None else self.records).append(record)
 
     async def wait_records(self, n: int, timeout: float = 5.0) -> list[CallRecord]:
         deadline = time.monotonic() + timeout
@@ -90,7 +97,7 @@ async def make_listener(ami_server: FakeAmiServer) -> AsyncIterator[Callable[...
         options.update(settings)
         listener = AmiListener(
             AmiSettings(**options),  # type: ignore[arg-type]
-            operators or OPERATORS, on_record=rec.records.append,
+            operators or OPERATORS, on_record=rec.record,
             on_answered=rec.answered.append,
             tracker_options=tracker_options or {"grace_seconds": 0.2}, directory=directory)
         await listener.start()

@@ -1,6 +1,8 @@
 """The database stops while calls complete, starts again, and every call record arrives
 exactly once: AMI events from the fake Asterisk -> AmiListener -> CallRecordWriter (memory,
-then the journal) -> the real Store -> a real database, checked row by row.
+then the journal) -> the real Store -> a real database, checked row by row. Every call here
+is answered, so it gives two records: the live one when the operator answers (in
+progress) and the final one at hangup; the final row must be the final record's.
 
 PostgreSQL is shared with other test runs, so it is never stopped for real: the Store talks
 to it through a small TCP proxy, and "the database stops" means the proxy stops listening
@@ -250,10 +252,11 @@ class Daemon:
         return self.writer.status.queued_memory + self.writer.status.queued_journal
 
     async def drained(self, db: Database, n: int, submitted: int | None = None) -> None:
-        """This daemon's listener gave the writer ``submitted`` records (default ``n``), the
-        writer holds none, and the database has ``n`` calls."""
+        """This daemon's listener gave the writer ``submitted`` records (default ``2 n``: a
+        live and a final record per answered call), the writer holds none, and the database
+        has ``n`` calls."""
         async def done() -> bool:
-            return (len(self.submitted) >= (n if submitted is None else submitted)
+            return (len(self.submitted) >= (2 * n if submitted is None else submitted)
                     and self.queued() == 0 and await _count_is(db, n))
         await eventually(done, f"{n} calls written and the writer drained")
 
@@ -304,19 +307,19 @@ async def test_outage_while_calls_complete_every_record_lands_once(
     await daemon.start()
     try:
         expected = await calls(ami, 0, 3)
-        await eventually(lambda: _count_is(database, 3), "the first 3 calls written")
+        await daemon.drained(database, 3)
 
         await database.stop()
         expected_down = await calls(ami, 3, 9)
         expected.update(expected_down)
-        # 3 wait in memory, the 6 beyond the bound in the journal, on disk
-        await eventually(_sync(lambda: daemon.queued() == 9), "9 records held")
+        # 9 calls, 18 records: 3 wait in memory, the 15 beyond the bound in the journal
+        await eventually(_sync(lambda: daemon.queued() == 18), "18 records held")
         await eventually(_sync(lambda: not daemon.writer.status.sink_up), "the outage seen")
         assert daemon.writer.status.queued_memory == 3
-        assert daemon.writer.status.queued_journal == 6
-        assert len(journal.read_text().splitlines()) == 6
+        assert daemon.writer.status.queued_journal == 15
+        assert len(journal.read_text().splitlines()) == 15
         await asyncio.sleep(0.3)  # a few failed retries, nothing written or lost meanwhile
-        assert daemon.queued() == 9
+        assert daemon.queued() == 18
 
         await database.start()
         await daemon.drained(database, 12)
@@ -340,15 +343,15 @@ async def test_daemon_restarts_during_outage_journal_is_written_on_start(
     await first.start()
     try:
         expected = await calls(ami, 0, 2)
-        await eventually(lambda: _count_is(database, 2), "the first 2 calls written")
+        await first.drained(database, 2)
         await database.stop()
         expected.update(await calls(ami, 2, 6))
-        await eventually(_sync(lambda: first.queued() == 6), "6 records held")
+        await eventually(_sync(lambda: first.queued() == 12), "12 records held")
         assert first.writer.status.queued_memory == 2
     finally:
         await first.stop()  # the final write fails: memory goes to the journal too
     held = journal.read_text().splitlines()
-    assert len(held) == 6 and all(f'"uniqueid":"{uid}"' in "".join(held)
+    assert len(held) == 12 and all(f'"uniqueid":"{uid}"' in "".join(held)
                                   for uid in list(expected)[2:])
     await database.start()
     assert len(await rows(database)) == 2  # nothing of the outage reached the database
@@ -357,7 +360,7 @@ async def test_daemon_restarts_during_outage_journal_is_written_on_start(
     try:
         await eventually(lambda: _count_is(database, 8), "the journal written on start")
         expected.update(await calls(ami, 8, 3))
-        await second.drained(database, 11, submitted=3)
+        await second.drained(database, 11, submitted=6)
         await assert_exactly_once(database, expected)
         assert_journal_drained(journal)
     finally:
@@ -390,12 +393,12 @@ async def test_crash_while_stopping_loses_nothing_the_journal_held(
     first = Daemon(database, ami, journal, memory_limit=2)
     await first.start()
     expected = await calls(ami, 0, 2)
-    await eventually(lambda: _count_is(database, 2), "the first 2 calls written")
+    await first.drained(database, 2)
     await database.stop()
-    in_memory = await calls(ami, 2, 2)
-    journaled = await calls(ami, 4, 3)
-    await eventually(_sync(lambda: first.queued() == 5), "5 records held")
-    assert first.writer.status.queued_journal == 3
+    in_memory = await calls(ami, 2, 1)  # its live and final record fill the memory bound
+    journaled = await calls(ami, 3, 3)
+    await eventually(_sync(lambda: first.queued() == 8), "8 records held")
+    assert first.writer.status.queued_journal == 6
     await first.listener.stop()
     monkeypatch.setattr(journal_module, "os", _OsThatDiesOnReplace())
     with pytest.raises(_Crash):
@@ -427,7 +430,7 @@ async def test_commit_went_through_but_its_answer_was_lost(pg: Database, ami: Fa
     await daemon.start()
     try:
         expected = await calls(ami, 0, 2)
-        await eventually(lambda: _count_is(pg, 2), "the first 2 calls written")
+        await daemon.drained(pg, 2)
         pg.proxy.lose_next_commit_reply()
         expected.update(await calls(ami, 2, 4))
         await daemon.drained(pg, 6)

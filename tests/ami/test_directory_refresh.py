@@ -66,6 +66,9 @@ async def test_an_operator_added_after_start_is_known_at_its_first_call(
     # The screen-pop reaches op2 while the call is up (sent again if the AgentConnect
     # beat the reload).
     await until(lambda: "op2" in [a.operator_id for a in rec.answered])
+    # ...and the call row names op2 while the call is up (the live record is written again
+    # once the reload names the operator, if it went out without one).
+    assert rec.live[-1].operator_id == "op2" and rec.live[-1].ended_at is None
     await ami_server.replay(raws[connect + 1:])
     [record] = await rec.wait_records(1)
     assert record.operator_id == "op2" and record.answered_interface == "Local/op2@operators/n"

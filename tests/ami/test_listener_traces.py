@@ -31,6 +31,11 @@ async def test_queue_call_answered(make_listener, ami_server, name, operator, ho
     assert record.server_id == "ast1"
     assert [a.operator_id for a in rec.answered] == [operator]
     assert rec.answered[0].caller_number == record.caller_number
+    # While the call was up its record said who answered, and no more.
+    [live] = rec.live
+    assert (live.outcome, live.operator_id, live.answered_interface, live.ended_at) == (
+        "in_progress", operator, record.answered_interface, None)
+    assert live.answered_at == record.answered_at and live.hold_seconds == hold
 
 
 async def test_ring_no_answer_then_other_member_answers(make_listener, ami_server):
@@ -48,7 +53,7 @@ async def test_abandon(make_listener, ami_server):
     assert record.outcome == "abandoned"
     assert record.operator_id is None and record.hangup_by == "caller"
     assert record.hold_seconds == 4 and record.talk_seconds == 0
-    assert rec.answered == []
+    assert rec.answered == [] and rec.live == []
 
 
 async def test_direct_dial_answered_with_expectation_from_fastagi(make_listener, ami_server):

@@ -66,9 +66,10 @@ def test_blind_transfer_names_the_operator_who_took_the_call() -> None:
     assert facts(record) == ("answered", "op2", "Local/op2@operators/n", "op1", True, 1, 5,
                              "operator")
     assert record.caller_number == CALLER_NUMBER and record.queue == "support-q"
-    # Screen-pops: op1 on AgentConnect, op2 when the caller's Dial to op2 was answered.
+    # Screen-pops: op1 on AgentConnect, op2 when the caller's Dial to op2 was answered;
+    # between them, at the BlindTransfer, op1's part ended (nobody has the call yet).
     assert [(a.operator_id, a.transferred_from) for a in answered] == [
-        ("op1", None), ("op2", "op1")]
+        ("op1", None), (None, "op1"), ("op2", "op1")]
 
 
 @pytest.mark.parametrize("refer_on_consult", [False, True], ids=["refer-on-call",
@@ -152,6 +153,11 @@ async def test_transfer_over_the_wire_moves_the_call_between_operators(
     details = listener.presence.details()
     assert details["op2"].call_uniqueid == CALLER_UID
     assert details["op1"].call_uniqueid is None  # handed over: no longer in this call
+    leg = rec.answered[1].leg_ended
+    assert leg is not None and leg.operator_id == "op1"  # op1 is told their part ended
+    # The call row learns who has the call now, while it lasts.
+    assert [(r.operator_id, r.transferred_from, r.outcome) for r in rec.live] == [
+        ("op1", None, "in_progress"), ("op2", "op1", "in_progress")]
     await ami_server.replay(raws[cut + 1:])
     [record] = await rec.wait_records(1)
     assert (record.operator_id, record.transferred_from, record.server_id) == (
