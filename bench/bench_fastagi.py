@@ -13,7 +13,9 @@ What runs where:
 * the daemon in its own process: ``build_runtime`` as ``callrouter serve`` builds it (real
   FastAGI server, RoutingService, Store on asyncpg, decision writer; no HTTP, no AMI —
   operator states come from a fixed presence map), logging at INFO to a file;
-* the load generator in this process: ``--concurrency`` sessions, each a loop of calls.
+* the load generator: ``bench/loadgen.c`` (compiled at start, its own process) by
+  default, or with ``--loadgen python`` the asyncio one in this process;
+  ``--concurrency`` sessions, each a loop of calls.
   A call sends Asterisk's env block (``callrouter.simulator.agi.environment_block``),
   answers each command as Asterisk does and ends when the server closes the socket. Its
   latency is connect -> close, what the caller waits in ``AGI()``;
@@ -46,6 +48,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from bench import loadgen  # noqa: E402  (the C load generator)
 from bench.seed import bench_database, caller_number  # noqa: E402
 from callrouter.simulator.agi import ChannelModel, environment_block  # noqa: E402
 
@@ -64,6 +67,9 @@ class LoadResult:
     failures: int = 0
     start_lag_ms: list[float] = field(default_factory=list)  # paced: calls that started late
     max_in_flight: int = 0
+    generator_cpu_seconds: float | None = None  # the C generator's own CPU (its process)
+    generator_own_lag_ms: tuple[float, float, float] | None = None  # C, paced: p50/p99/max
+    # start delay of the calls that found a session free (the generator's own scheduling)
 
     @property
     def calls(self) -> int:
@@ -219,6 +225,22 @@ async def paced(port: int, blocks: list[bytes], sessions: int, rate: float,
     return out
 
 
+async def closed_loop(port: int, blocks: list[bytes], sessions: int, gen: str) -> LoadResult:
+    """The closed loop with the chosen load generator (``c``: bench/loadgen.c)."""
+    if gen == "c":
+        return (await loadgen.closed(port, blocks, sessions)).fill(LoadResult())
+    return await load(port, blocks, sessions)
+
+
+async def paced_load(port: int, blocks: list[bytes], sessions: int, rate: float, gen: str) -> (
+    LoadResult
+):
+    """The paced phase with the chosen load generator (the same Poisson arrivals)."""
+    if gen == "c":
+        return (await loadgen.paced(port, blocks, sessions, rate)).fill(LoadResult())
+    return await paced(port, blocks, sessions, rate)
+
+
 async def classic(blocks: list[bytes], concurrency: int, db_url: str) -> LoadResult:
     env = dict(os.environ, CALLROUTER_AGI_ROUTER="daemon:make_classic_router",
                CALLROUTER_BENCH_DB_URL=db_url,
@@ -302,6 +324,8 @@ async def measured(parent: Any, phase: Any) -> tuple[LoadResult, dict[str, Any],
     cpu0, pg0 = time.process_time(), postgres_cpu_seconds()
     result = await phase
     own_cpu = time.process_time() - cpu0
+    if result.generator_cpu_seconds is not None:  # the C generator: its own process's CPU
+        own_cpu = result.generator_cpu_seconds
     parent.send("stop")
     figures = await asyncio.to_thread(parent.recv)
     figures["postgres_cpu_seconds"] = postgres_cpu_seconds() - pg0  # the writer drained too
@@ -309,8 +333,13 @@ async def measured(parent: Any, phase: Any) -> tuple[LoadResult, dict[str, Any],
 
 
 async def run(args: argparse.Namespace) -> None:
+    if args.loadgen == "c":
+        exe = await asyncio.to_thread(loadgen.build)  # compiled (or cached) before measuring
+        gen = f"c ({exe.name}, {loadgen.compiler()} {' '.join(loadgen.CFLAGS)})"
+    else:
+        gen = f"python (loop {type(asyncio.get_running_loop()).__module__})"
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, load generator "
-          f"loop {type(asyncio.get_running_loop()).__module__}", flush=True)
+          f"{gen}", flush=True)
     async with bench_database(calls=args.history_calls, callers=args.callers,
                               operators=args.operators, keep=args.keep_db) as db:
         ctx = multiprocessing.get_context("spawn")
@@ -334,12 +363,12 @@ async def run(args: argparse.Namespace) -> None:
             warm_blocks = blocks[: args.warmup]
             paced_blocks = blocks[args.warmup: args.warmup + n_paced]
             sat_blocks = blocks[args.warmup + n_paced:]
-            warm = await load(port, warm_blocks, args.sessions)
+            warm = await closed_loop(port, warm_blocks, args.sessions, args.loadgen)
             print(f"warm-up: {warm.calls} calls ({warm.rate:.0f}/s), daemon loop "
                   f"{hello['loop']}, log {log_path} at {args.log_level}", flush=True)
 
             fast, daemon, own = await measured(
-                parent, paced(port, paced_blocks, args.sessions, args.rate))
+                parent, paced_load(port, paced_blocks, args.sessions, args.rate, args.loadgen))
             tail = pct1000(fast.latencies_ms, 999)
             print(line("paced", fast, args.sessions) + f" p99.9={tail:.2f} ms "
                   f"max={max(fast.latencies_ms):.2f} ms", flush=True)
@@ -347,6 +376,10 @@ async def run(args: argparse.Namespace) -> None:
                   f"{fast.max_in_flight} in flight; {len(fast.start_lag_ms)} calls started late "
                   f"(all {args.sessions} sessions busy)"
                   + (f", worst by {max(fast.start_lag_ms):.1f} ms" if fast.start_lag_ms else ""))
+            if fast.generator_own_lag_ms:
+                print("         load generator's own start delay (calls that found a session "
+                      "free): p50={:.3f} ms p99={:.3f} ms max={:.3f} ms".format(
+                          *fast.generator_own_lag_ms))
             print(daemon_line(daemon, fast.calls))
             print(others_line(own, daemon, fast.calls))
             print(f"         actions: {dict(fast.actions.most_common())}")
@@ -356,7 +389,8 @@ async def run(args: argparse.Namespace) -> None:
 
             sat = None
             if sat_blocks:
-                sat, sdaemon, sown = await measured(parent, load(port, sat_blocks, args.sessions))
+                sat, sdaemon, sown = await measured(
+                    parent, closed_loop(port, sat_blocks, args.sessions, args.loadgen))
                 print(line("closed", sat, args.sessions) + "  (saturation: each session calls "
                       "again at once; latency = sessions / rate)", flush=True)
                 print(daemon_line(sdaemon, sat.calls))
@@ -406,6 +440,11 @@ def main() -> None:
     ap.add_argument("--keep-db", metavar="NAME",
                     help="seed this database once and reuse it in later runs (not dropped)")
     ap.add_argument("--profile", help="cProfile the daemon's measured phase into this file")
+    ap.add_argument("--loadgen", choices=("c", "python"),
+                    default="c" if loadgen.available() else "python",
+                    help="load generator: c (bench/loadgen.c, compiled with cc -O2 at run "
+                         "time; the default when a C compiler is found) or python (in this "
+                         "process, on its event loop)")
     args = ap.parse_args()
     try:
         import uvloop

@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 SOURCE = Path(__file__).with_name("loadgen.c")
 CFLAGS = ("-O2", "-Wall", "-Wextra")
@@ -105,6 +105,8 @@ class Call:
 
 
 class LoadResultLike(Protocol):
+    """The fields of the bench's ``LoadResult`` that ``Run.fill`` sets."""
+
     latencies_ms: list[float]
     seconds: float
     actions: Counter[str]
@@ -113,6 +115,10 @@ class LoadResultLike(Protocol):
     start_lag_ms: list[float]
     max_in_flight: int
     generator_cpu_seconds: float | None
+    generator_own_lag_ms: tuple[float, float, float] | None
+
+
+R = TypeVar("R", bound=LoadResultLike)
 
 
 @dataclass
@@ -144,8 +150,9 @@ class Run:
                 float(self.summary["on_time_lag_p99_ms"]),
                 float(self.summary["on_time_lag_max_ms"]))
 
-    def fill(self, out: LoadResultLike) -> LoadResultLike:
-        """Add this run to the bench's ``LoadResult``."""
+    def fill(self, out: R) -> R:
+        """Add this run to the bench's ``LoadResult`` (latencies of the calls that got an
+        answer, start lags of the late ones, decisions, failures, the generator's CPU)."""
         for c in self.calls:
             if c.latency_ms is not None:
                 out.latencies_ms.append(c.latency_ms)
@@ -159,6 +166,8 @@ class Run:
         out.max_in_flight = max(out.max_in_flight, self.max_in_flight)
         out.seconds += self.wall_seconds
         out.generator_cpu_seconds = (out.generator_cpu_seconds or 0.0) + self.cpu_seconds
+        if self.summary.get("mode") == "paced":
+            out.generator_own_lag_ms = self.own_lag_ms()
         return out
 
 

@@ -74,6 +74,8 @@ async def test_paced_calls_each_get_their_decision(server: FastAgiServer, exe: P
     assert 0.1 < run.wall_seconds < 5
     assert 0 <= run.cpu_seconds < run.wall_seconds + 1  # tick-based accounting may say 0
     assert 1 <= run.max_in_flight <= 20
+    out = run.fill(Result())
+    assert out.generator_own_lag_ms is not None and len(out.latencies_ms) == len(CALLERS)
 
 
 async def test_closed_loop_fills_the_bench_result(server: FastAgiServer, exe: Path) -> None:
@@ -85,6 +87,7 @@ async def test_closed_loop_fills_the_bench_result(server: FastAgiServer, exe: Pa
     assert out.reasons["new_caller"] == 20 and out.reasons["sticky_available"] == 20
     assert out.start_lag_ms == []  # closed loop: no arrival times
     assert out.generator_cpu_seconds == run.cpu_seconds and out.seconds == run.wall_seconds
+    assert out.generator_own_lag_ms is None  # paced only
 
 
 async def test_calls_that_find_every_session_busy_start_late(exe: Path) -> None:
@@ -162,3 +165,4 @@ class Result:
         self.start_lag_ms: list[float] = []
         self.max_in_flight = 0
         self.generator_cpu_seconds: float | None = None
+        self.generator_own_lag_ms: tuple[float, float, float] | None = None
