@@ -70,7 +70,14 @@ class EventPublisher:
         Published only to the answering operator's topic; calls nobody claims are dropped.
         The payload carries the decision (with its reasons) when this process made it, so
         the screen-pop need not wait for the decision writer.
+
+        When it also says an operator's part ended (``leg_ended``: they transferred the
+        call), that operator gets ``call_ended`` for their part first; the call itself goes
+        on (``ended_at`` is when they left it, ``transferred`` is true).
         """
+        leg = _get(answered, "leg_ended")
+        if leg is not None:
+            self._leg_ended(answered, leg)
         payload = answered_payload(answered)
         operator_id = payload.get("operator_id")
         if not operator_id:
@@ -78,6 +85,25 @@ class EventPublisher:
         decision = self._decisions.get(payload.get("decision_id") or "")
         payload["decision"] = decision_out(decision).model_dump(mode="json") if decision else None
         self.hub.publish(operator_topic(str(operator_id)), {"event": "answered", "data": payload})
+
+    def _leg_ended(self, answered: Any, leg: Any) -> None:
+        operator_id = _get(leg, "operator_id")
+        if not operator_id:
+            return
+        ended_at = _get(leg, "ended_at")
+        data = {
+            "server_id": _get(answered, "server_id"),
+            "uniqueid": _get(answered, "uniqueid"),
+            "operator_id": operator_id,
+            "queue": _get(answered, "queue"),
+            "outcome": "answered",
+            "talk_seconds": _get(leg, "talk_seconds") or 0,
+            "hold_seconds": _get(leg, "hold_seconds") or 0,
+            "hangup_by": None,
+            "transferred": True,
+            "ended_at": ended_at if isinstance(ended_at, str) else _iso(ended_at or self.clock()),
+        }
+        self.hub.publish(operator_topic(str(operator_id)), {"event": "call_ended", "data": data})
 
     def on_call_record(self, record: CallRecord) -> None:
         """The AMI listener's record of a finished call: a ``call_ended`` event for the
@@ -112,7 +138,11 @@ ANSWERED_FIELDS = (
 )
 
 
+def _get(source: Any, name: str) -> Any:
+    if isinstance(source, dict):
+        return source.get(name)
+    return getattr(source, name, None)
+
+
 def answered_payload(answered: Any) -> dict[str, Any]:
-    if isinstance(answered, dict):
-        return {k: answered.get(k) for k in ANSWERED_FIELDS}
-    return {k: getattr(answered, k, None) for k in ANSWERED_FIELDS}
+    return {k: _get(answered, k) for k in ANSWERED_FIELDS}

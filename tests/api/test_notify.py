@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
+from callrouter.ami.tracker import CallAnswered, LegEnded
 from callrouter.api import EventPublisher
 from callrouter.domain.model import Action, Decision
 from callrouter.domain.reasons import Reason, ReasonCode
@@ -85,3 +87,37 @@ async def test_decisions_are_remembered_but_not_serialised_without_a_dashboard()
     assert hub.published == 0  # nobody watches the dashboard: no JSON built
     publisher.on_answered(answered_call("d1"))
     assert (await anna.get())["data"]["decision"]["target_operator_id"] == "op1"
+
+
+async def test_a_transfer_tells_the_operator_who_left_that_their_part_ended() -> None:
+    """``leg_ended`` (the AMI tracker's, when an operator transfers the call away):
+    ``call_ended`` to that operator, for their part; the new operator's screen-pop as
+    usual, or none while nobody has taken the call (a blind transfer still ringing)."""
+    hub = EventHub()
+    publisher = EventPublisher(hub)
+    anna, boris = hub.subscribe(operator_topic("op1")), hub.subscribe(operator_topic("op2"))
+    left = NOW + timedelta(minutes=2)
+    leg = LegEnded(operator_id="op1", interface="PJSIP/1001", answered_at=NOW,
+                   ended_at=left, hold_seconds=12, talk_seconds=120)
+    publisher.on_answered(CallAnswered(
+        server_id="default", uniqueid="u1", operator_id=None, interface=None,
+        caller_number=ANNA_CALLER, caller_name=None, decision_id=None, queue="support",
+        transferred_from="op1", leg_ended=leg))
+    assert (await anna.get()) == {"event": "call_ended", "data": {
+        "server_id": "default", "uniqueid": "u1", "operator_id": "op1", "queue": "support",
+        "outcome": "answered", "talk_seconds": 120, "hold_seconds": 12, "hangup_by": None,
+        "transferred": True, "ended_at": "2026-11-23T12:02:00Z",
+    }}
+    assert boris.pending() == 0  # nobody has the call yet: no screen-pop
+
+    # An attended transfer: the part's end comes with the new operator's screen-pop.
+    publisher.on_answered({**answered_call(None, operator_id="op2"), "transferred_from": "op1",
+                           "leg_ended": {"operator_id": "op1", "talk_seconds": 60,
+                                         "hold_seconds": 0, "ended_at": left}})
+    ended = await anna.get()
+    assert (ended["event"], ended["data"]["talk_seconds"], ended["data"]["transferred"]) == (
+        "call_ended", 60, True)
+    assert (await boris.get())["event"] == "answered"
+    # Without a leg (op2 answering the blind transfer later) op1 hears nothing more.
+    publisher.on_answered({**answered_call(None, operator_id="op2"), "transferred_from": "op1"})
+    assert anna.pending() == 0 and boris.pending() == 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from callrouter.domain.reasons import Reason, ReasonCode
 from callrouter.events import operator_topic
 from callrouter.service.ports import CallRecord, DecisionRecord
 from callrouter.simulator.ami_traces import asterisk_events
+from tests.ami.transfers import CALLER_UID, blind_transfer_to_op2, value
 from tests.api.conftest import ANNA_CALLER, NOW, World
 
 TRACE = (Path(__file__).resolve().parents[3] / "shared" / "asterisk" / "ami"
@@ -199,6 +201,57 @@ async def test_operator_stream_gets_own_caller_and_its_end(world: World, base_ur
                 })
             with pytest.raises(TimeoutError):
                 await boris.next(0.5)
+            anna.close()
+            boris.close()
+
+
+async def test_a_transfer_ends_the_transferring_operators_part_on_their_stream(
+        world: World, base_url: str) -> None:
+    """op1 answers a queue call and blind-transfers it to op2 (``tests/ami/transfers.py``,
+    built from the recorded traces): op1's stream gets ``call_ended`` for their part when
+    they transfer, before op2 even answers; op2's stream gets the caller, then the end."""
+    raws = blind_transfer_to_op2()
+    cut = next(i for i, r in enumerate(raws) if value(r, "Event") == "BlindTransfer")
+    transferred_at = float(value(raws[cut], "Timestamp") or 0)
+    publisher = EventPublisher(world.deps.events)
+    tracker = CallTracker(InterfaceMap(AMI_OPERATORS), on_answered=publisher.on_answered,
+                          on_record=publisher.on_call_record)
+
+    def feed(part: list[bytes], start: int) -> None:
+        for i, raw in enumerate(part, start):
+            msg = parse_block(raw.decode())
+            assert msg is not None
+            tracker.feed(msg, float(i))
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=5) as client:
+        async with stream_of(client, "operator", world) as anna_r, \
+                stream_of(client, "operator2", world) as boris_r:
+            anna, boris = Stream(anna_r), Stream(boris_r)
+            assert (await anna.next(2))[0] == "ready"
+            assert (await boris.next(2))[0] == "ready"
+
+            feed(raws[: cut + 1], 0)  # op1 answered, talked 2 s and transferred the call
+            name, data = await anna.next(1.0)
+            assert (name, data["call"]["uniqueid"]) == ("caller", CALLER_UID)
+            name, data = await anna.next(1.0)
+            assert name == "call_ended"
+            assert data["call"]["uniqueid"] == CALLER_UID
+            assert (data["outcome"], data["transferred"], data["talk_seconds"]) == (
+                "answered", True, 2)
+            ended = datetime.fromisoformat(data["ended_at"].replace("Z", "+00:00"))
+            assert ended.timestamp() == pytest.approx(transferred_at, abs=1e-3)
+            with pytest.raises(TimeoutError):  # op2 has not answered yet
+                await boris.next(0.3)
+
+            feed(raws[cut + 1:], cut + 1)  # the caller's channel dials op2, who answers
+            tracker.tick(len(raws) + 10.0)
+            name, data = await boris.next(1.0)
+            assert (name, data["call"]["uniqueid"]) == ("caller", CALLER_UID)
+            name, data = await boris.next(1.0)
+            assert (name, data["transferred"], data["hangup_by"]) == (
+                "call_ended", True, "operator")
+            with pytest.raises(TimeoutError):  # op1 was told once, when they left
+                await anna.next(0.3)
             anna.close()
             boris.close()
 
