@@ -288,6 +288,11 @@ def daemon_line(d: dict[str, Any], calls: int) -> str:
     inside = (f"         daemon's own session time (accept to close): p50={s['p50']:.2f} ms "
               f"p99={s['p99']:.2f} ms p99.9={s['p99.9']:.2f} ms max={s['max']:.2f} ms\n"
               if s else "")
+    gc = d.get("gc") or {}
+    if gc:
+        inside += "         daemon's garbage collections: " + ", ".join(
+            f"gen{g} {v['count']}x max {v['max_ms']:.1f} ms" for g, v in
+            ((k[3:], gc[k]) for k in sorted(gc))) + "\n"
     return inside + (f"         daemon: {d['cpu_seconds']:.1f} s CPU in {d['wall_seconds']:.1f} s "
             f"({d['cpu_seconds'] / max(calls, 1) * 1e6:.0f} us/call); decisions written "
             f"{d['written']} (backlog {d['writer_pending_at_stop']} at stop, drained in "
@@ -353,6 +358,10 @@ async def run(args: argparse.Namespace) -> None:
                                    "log_level": args.log_level})
         proc.start()
         child.close()  # so a daemon that dies shows as EOFError here, not a hang
+        pinned = pin_processes(proc.pid) if args.pin else None
+        if pinned:
+            print(f"pinned: daemon on CPU {sorted(pinned[0])}, PostgreSQL and the load "
+                  f"generator on CPU {sorted(pinned[1])}", flush=True)
         try:
             hello = await asyncio.to_thread(parent.recv)
             port = hello["port"]
@@ -400,6 +409,8 @@ async def run(args: argparse.Namespace) -> None:
             proc.join(60)
             if proc.is_alive():
                 proc.terminate()
+            if pinned:
+                unpin_processes()
 
         if args.classic_calls:
             cmix = caller_mix(args.classic_calls, args.callers, seed=12)
@@ -415,6 +426,49 @@ async def run(args: argparse.Namespace) -> None:
         print(f"target: >= 1500 calls/s from one daemon with p99 < 5 ms at {args.sessions} "
               f"sessions: paced {fast.rate:.0f}/s p99 {p99:.2f} ms -> "
               f"{'MET' if met else 'NOT MET'}")
+
+
+def _postgres_pids() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip().startswith("postgres"):
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def pin_processes(daemon_pid: int) -> tuple[set[int], set[int]] | None:
+    """``--pin``: the daemon gets the last CPU to itself; PostgreSQL (the postmaster, so
+    that backends forked later inherit it, and every running process) and this process
+    (so the load generator it starts) get the others. What a deployment with the database
+    on its own machine looks like to the daemon, on a machine that has only two cores."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        print("--pin needs at least 2 CPUs; not pinned")
+        return None
+    mine, rest = {cpus[-1]}, set(cpus[:-1])
+    os.sched_setaffinity(daemon_pid, mine)
+    os.sched_setaffinity(0, rest)
+    for pid in _postgres_pids():
+        try:
+            os.sched_setaffinity(pid, rest)
+        except OSError:  # a backend that just ended, or not ours to pin
+            pass
+    return mine, rest
+
+
+def unpin_processes() -> None:
+    every = set(range(os.cpu_count() or 1))
+    os.sched_setaffinity(0, every)
+    for pid in _postgres_pids():
+        try:
+            os.sched_setaffinity(pid, every)
+        except OSError:
+            pass
 
 
 def pct1000(values: list[float], q: int) -> float:
@@ -440,6 +494,9 @@ def main() -> None:
     ap.add_argument("--keep-db", metavar="NAME",
                     help="seed this database once and reuse it in later runs (not dropped)")
     ap.add_argument("--profile", help="cProfile the daemon's measured phase into this file")
+    ap.add_argument("--pin", action="store_true",
+                    help="the daemon on a CPU of its own, PostgreSQL and the load generator "
+                         "on the others (Linux; restored at the end)")
     ap.add_argument("--loadgen", choices=("c", "python"),
                     default="c" if loadgen.available() else "python",
                     help="load generator: c (bench/loadgen.c, compiled with cc -O2 at run "

@@ -118,6 +118,7 @@ async def _daemon(url: str, conn: Connection, max_sessions: int, profile: str | 
     settle_heap()  # as `callrouter serve` does once built
     sessions = _SessionTimes()
     runtime.fastagi.observer = sessions
+    gc_pauses = _GcPauses()
     conn.send({"port": runtime.fastagi.port, "loop": type(asyncio.get_running_loop()).__module__})
     profiled = False
     while (command := await asyncio.to_thread(conn.recv)) == "start":
@@ -128,6 +129,7 @@ async def _daemon(url: str, conn: Connection, max_sessions: int, profile: str | 
         cpu0, wall0 = time.process_time(), time.perf_counter()
         written0 = runtime.writer.written
         sessions.times.clear()
+        gc_pauses.clear()
         if profiler:
             profiler.enable()
         assert await asyncio.to_thread(conn.recv) == "stop"
@@ -147,6 +149,7 @@ async def _daemon(url: str, conn: Connection, max_sessions: int, profile: str | 
             "left_unwritten": runtime.writer.pending, "dropped": runtime.writer.dropped,
             "write_failures": runtime.writer.failures,
             "session_ms": sessions.percentiles(),
+            "gc": gc_pauses.figures(),
         }
         if profiler and profile:
             profiled = True
@@ -157,6 +160,32 @@ async def _daemon(url: str, conn: Connection, max_sessions: int, profile: str | 
         conn.send(figures)
     assert command == "exit", command
     await runtime.close()
+
+
+class _GcPauses:
+    """Garbage collections during a phase: how many per generation and the longest pause
+    (a collection stops the event loop, so its length is added to every call in flight)."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self._started = 0.0
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append((time.perf_counter() - self._started) * 1e3)
+
+    def clear(self) -> None:
+        for pauses in self.pauses.values():
+            pauses.clear()
+
+    def figures(self) -> dict[str, Any]:
+        return {f"gen{g}": {"count": len(p), "max_ms": max(p, default=0.0),
+                            "total_ms": sum(p)} for g, p in self.pauses.items()}
 
 
 class _SessionTimes(SessionObserver):
