@@ -18,7 +18,7 @@ import pstats
 import random
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
@@ -216,8 +216,9 @@ class ClassicRouter:
         self._writer = writer
         self._engine = engine
 
-    async def route_call(self, call: InboundCall, now: datetime | None = None) -> DecisionRecord:
-        return await self._service.route_call(call, now)
+    async def route_call(self, call: InboundCall, now: datetime | None = None, *,
+                         wanted: Callable[[], bool] | None = None) -> DecisionRecord:
+        return await self._service.route_call(call, now, wanted=wanted)
 
     def fallback(self, call: InboundCall, code: ReasonCode, text: str) -> DecisionRecord:
         return self._service.fallback(call, code, text)

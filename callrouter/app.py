@@ -337,8 +337,11 @@ class _RecordingRouter:
         self._service = service
         self._store = store
 
-    async def route_call(self, call: Any, now: Any = None) -> DecisionRecord:
-        record = await self._service.route_call(call, now)
+    async def route_call(self, call: Any, now: Any = None, *,
+                         wanted: Callable[[], bool] | None = None) -> DecisionRecord:
+        record = await self._service.route_call(call, now, wanted=wanted)
+        if wanted is not None and not wanted():
+            return record  # abandoned at the budget: the caller got the queue
         try:
             await self._store.record(record)
         except Exception as exc:  # the caller is routed either way

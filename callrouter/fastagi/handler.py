@@ -26,10 +26,20 @@ DEFAULT_WAIT = 20  # seconds to ring a target when a decision forgot to say
 MAX_WAIT = 600
 
 
-class Router(Protocol):
-    """What the adapter needs from the routing service (``RoutingService`` has this shape)."""
+Wanted = Callable[[], bool]
 
-    async def route_call(self, call: InboundCall, now: datetime | None = None) -> DecisionRecord:
+
+class Router(Protocol):
+    """What the adapter needs from the routing service (``RoutingService`` has this shape).
+
+    ``wanted()`` turns false when the adapter stopped waiting (the time budget ran out and
+    the caller got the queue): the router then finishes without recording its decision.
+    The routing is abandoned, not cancelled, so a database read in flight is never cut
+    mid-query (asyncpg would answer a cancellation with a cancel request on a connection
+    of its own, and under load with a storm of them)."""
+
+    async def route_call(self, call: InboundCall, now: datetime | None = None, *,
+                         wanted: Wanted | None = None) -> DecisionRecord:
         ...
 
     def fallback(self, call: InboundCall, code: ReasonCode, text: str) -> DecisionRecord: ...
@@ -178,7 +188,8 @@ class QueueOnlyRouter:
     def __init__(self, why: str) -> None:
         self.why = why
 
-    async def route_call(self, call: InboundCall, now: datetime | None = None) -> DecisionRecord:
+    async def route_call(self, call: InboundCall, now: datetime | None = None, *,
+                         wanted: Wanted | None = None) -> DecisionRecord:
         return last_resort_record(call, ReasonCode.FALLBACK_ERROR, self.why)
 
     def fallback(self, call: InboundCall, code: ReasonCode, text: str) -> DecisionRecord:
@@ -224,11 +235,17 @@ class RouteHandler:
     async def decide(self, call: InboundCall) -> tuple[DecisionRecord, ReasonCode | None]:
         """The router's decision within the budget, else its fallback (never raises).
 
-        The routing runs as its own task and is abandoned (cancelled, not awaited) when the
-        budget runs out, so a router that ignores cancellation cannot hold the call.
+        The routing runs as its own task. When the budget runs out it is abandoned, not
+        cancelled: ``wanted()`` turns false so it records nothing, and a router that never
+        finishes cannot hold the call either way.
         """
         loop = asyncio.get_running_loop()
-        task = loop.create_task(self.router.route_call(call))
+        abandoned = False
+
+        def wanted() -> bool:
+            return not abandoned
+
+        task = loop.create_task(self.router.route_call(call, wanted=wanted))
         # A future woken by the task or the budget's timer, whichever comes first (what
         # asyncio.wait(timeout=) does, without its extra futures and callbacks per call).
         waiter = loop.create_future()
@@ -242,6 +259,7 @@ class RouteHandler:
         try:
             await waiter
         except BaseException:  # the session itself ended (server closing): drop the routing
+            abandoned = True
             task.cancel()
             task.add_done_callback(_swallow)
             raise
@@ -249,7 +267,7 @@ class RouteHandler:
             timer.cancel()
             task.remove_done_callback(wake)
         if not task.done():
-            task.cancel()
+            abandoned = True
             task.add_done_callback(_swallow)
             text = f"no decision within {self.budget * 1000:.0f} ms"
             log.warning("%s for caller %s uniqueid %s; letting the call through to queue %s",

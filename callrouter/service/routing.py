@@ -77,8 +77,12 @@ class RoutingService:
 
     # -- the FastAGI use case -----------------------------------------------------------
 
-    async def route_call(self, call: InboundCall, now: datetime | None = None) -> DecisionRecord:
-        """Decide for a live call and log it. Store trouble gives the entry queue, never raises."""
+    async def route_call(self, call: InboundCall, now: datetime | None = None, *,
+                         wanted: Callable[[], bool] | None = None) -> DecisionRecord:
+        """Decide for a live call and log it. Store trouble gives the entry queue, never raises.
+
+        ``wanted()`` false at the end (the adapter stopped waiting and gave the caller the
+        queue): the decision is returned but neither recorded nor observed."""
         started = time.perf_counter()
         now = now or self._clock()
         rules = self._rules()
@@ -95,7 +99,7 @@ class RoutingService:
                 call, caller, queue, _fallback_decision(
                     queue, rules, ReasonCode.FALLBACK_STORE_DOWN,
                     "caller history unavailable: normal queue",
-                ), started, now, {},
+                ), started, now, {}, wanted,
             )
         try:
             decision = decide(ctx, rules, now)
@@ -104,7 +108,7 @@ class RoutingService:
             decision = _fallback_decision(
                 queue, rules, ReasonCode.FALLBACK_ERROR, "internal error: normal queue"
             )
-        return self._finish(call, caller, queue, decision, started, now, _summary(ctx))
+        return self._finish(call, caller, queue, decision, started, now, _summary(ctx), wanted)
 
     def fallback(self, call: InboundCall, code: ReasonCode, text: str) -> DecisionRecord:
         """The decision when the time budget ran out or the input was odd (no I/O)."""
@@ -171,6 +175,7 @@ class RoutingService:
         started: float,
         now: datetime,
         inputs: Mapping[str, object],
+        wanted: Callable[[], bool] | None = None,
     ) -> DecisionRecord:
         record = DecisionRecord(
             id=new_id(),
@@ -186,6 +191,8 @@ class RoutingService:
             server_id=call.server_id,
             inputs=inputs,
         )
+        if wanted is not None and not wanted():
+            return record  # the caller already got the queue: this decision never happened
         if self._writer is not None:
             self._writer.submit(record)
         for observer in self.observers:

@@ -15,9 +15,12 @@ What keeps a sick database from hurting calls:
 * connections open lazily: the daemon starts, and routes to the normal queue, with the
   database down; a broken connection is dropped and the next call opens a new one;
 * connecting and waiting for a free connection have their own timeouts;
-* a read the caller stopped waiting for (time budget) is finished, not cancelled — a
-  query cancelled mid-flight costs asyncpg its connection and, under load, a reconnect
-  storm — and its answer is discarded;
+* a read the caller stopped waiting for (time budget) is finished, not cancelled: the
+  FastAGI handler abandons a late routing instead of cancelling it (a query cancelled
+  mid-flight costs asyncpg a cancel request on a connection of its own and, under load,
+  a storm of them), so the read runs in the routing task itself, with no task or shield
+  of its own; a read cancelled anyway (shutdown, an HTTP client gone) drops its
+  connection, and the next read opens a new one;
 * at most ``max_inflight`` reads are in flight; past that a read fails at once
   (``StoreBusy``) instead of queueing behind a database that stopped answering.
 """
@@ -285,14 +288,10 @@ class PgHotPath:
         if self.inflight >= self._max_inflight:
             raise StoreBusy(f"{self.inflight} snapshot reads already waiting on the database")
         self.inflight += 1
-        read = asyncio.ensure_future(self._read(number, now, lookback_seconds))
-        read.add_done_callback(self._read_done)
-        return await asyncio.shield(read)
-
-    def _read_done(self, task: asyncio.Future[CallerSnapshot]) -> None:
-        self.inflight -= 1
-        if not task.cancelled():
-            task.exception()  # raised to the caller if it still waits; never "never retrieved"
+        try:
+            return await self._read(number, now, lookback_seconds)
+        finally:
+            self.inflight -= 1
 
     async def _read(self, number: str, now: datetime, lookback_seconds: int) -> CallerSnapshot:
         conn = await self._connections.acquire()

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from callrouter.domain.model import Action, Decision
 from callrouter.domain.reasons import Reason, ReasonCode
@@ -58,7 +59,8 @@ class FakeRouter:
     delay: float = 10.0
     calls: list[InboundCall] = field(default_factory=list)
 
-    async def route_call(self, call: InboundCall, now: datetime | None = None) -> DecisionRecord:
+    async def route_call(self, call: InboundCall, now: datetime | None = None, *,
+                         wanted: Any = None) -> DecisionRecord:
         self.calls.append(call)
         if self.mode == "sleep":
             await asyncio.sleep(self.delay)

@@ -251,3 +251,45 @@ async def test_expired_incidents_are_served_stale_while_one_reload_runs() -> Non
     cached._cache._value = [Incident(id="i1", title="outage", announcement="x", prefixes=(),
                                      started_at=outage.started_at, ended_at=now)]
     assert list(await cached.active_incidents(ended)) == []  # ended by the call's time
+
+
+async def test_a_routing_past_the_budget_is_abandoned_not_cancelled_and_not_recorded() -> None:
+    """The caller gets the queue at the budget; the routing under it is left to finish (a
+    database read is never cut mid-query) and its late decision is neither written nor
+    observed: the decision log holds exactly the one the caller got."""
+    from callrouter.fastagi.handler import RouteHandler
+
+    release = asyncio.Event()
+    finished: list[str] = []
+
+    class Slow(Snapshots):
+        async def snapshot(self, number: str, now: datetime, lookback_seconds: int) -> (
+            CallerSnapshot
+        ):
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                finished.append("cancelled")
+                raise
+            finished.append("read")
+            return CallerSnapshot()
+
+    log = Log()
+    service, writer = make_service(Slow({}), {}, log)
+    assert writer is not None
+    observed: list[DecisionRecord] = []
+    service.observers.append(observed.append)
+    handler = RouteHandler(service, budget=0.05)
+    record, fallback = await handler.decide(InboundCall("+79123456789", "support",
+                                                        uniqueid="late.1"))
+    assert fallback is ReasonCode.FALLBACK_TIMEOUT
+    release.set()
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+        if finished:
+            break
+    assert finished == ["read"]  # finished, not cancelled
+    await writer.flush(timeout=2.0)
+    assert [r.id for r in log.records] == [record.id]  # only the decision the caller got
+    assert [r.id for r in observed] == [record.id]
+    assert log.records[0].decision.reason_code is ReasonCode.FALLBACK_TIMEOUT

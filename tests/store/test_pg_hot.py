@@ -254,10 +254,11 @@ async def test_a_stalled_database_caps_reads_in_flight() -> None:
         with pytest.raises(StoreBusy):
             await hot.snapshot(CALLER, NOW, 3600)
         assert time.perf_counter() - t0 < 0.05
-        # A caller that stops waiting (time budget) does not cancel the read under it...
+        # A read cancelled (shutdown; the FastAGI handler abandons late routings instead)
+        # gives its slot back.
         waiting[0].cancel()
         await asyncio.sleep(0.01)
-        assert hot.inflight == 3
+        assert hot.inflight == 2
     finally:
         for w in waiting:
             w.cancel()
