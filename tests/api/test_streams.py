@@ -13,6 +13,7 @@ while the test makes requests, which the rolled-back store's one connection cann
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -146,6 +147,19 @@ def stream_of(client: httpx.AsyncClient, role: str, world: World, path: str = "o
                          params={"access_token": world.tokens[role]})
 
 
+@contextlib.asynccontextmanager
+async def anna_and_boris(client: httpx.AsyncClient, world: World) -> AsyncIterator[
+    tuple[Stream, Stream]
+]:
+    """op1's and op2's consoles, open and past their ``ready``."""
+    async with stream_of(client, "operator", world) as anna_r, \
+            stream_of(client, "operator2", world) as boris_r:
+        anna, boris = Stream(anna_r), Stream(boris_r)
+        assert (await anna.next(2))[0] == "ready"
+        assert (await boris.next(2))[0] == "ready"
+        yield anna, boris
+
+
 async def test_operator_stream_gets_own_caller_and_its_end(world: World, base_url: str) -> None:
     if not TRACE.exists():
         pytest.skip(f"trace {TRACE} not available")
@@ -224,11 +238,7 @@ async def test_a_transfer_ends_the_transferring_operators_part_on_their_stream(
             tracker.feed(msg, float(i))
 
     async with httpx.AsyncClient(base_url=base_url, timeout=5) as client:
-        async with stream_of(client, "operator", world) as anna_r, \
-                stream_of(client, "operator2", world) as boris_r:
-            anna, boris = Stream(anna_r), Stream(boris_r)
-            assert (await anna.next(2))[0] == "ready"
-            assert (await boris.next(2))[0] == "ready"
+        async with anna_and_boris(client, world) as (anna, boris):
 
             feed(raws[: cut + 1], 0)  # op1 answered, talked 2 s and transferred the call
             name, data = await anna.next(1.0)
@@ -312,11 +322,7 @@ async def test_deactivated_operator_stream_ends_and_cannot_reopen(
     world.deps.stream_recheck_seconds = 60
     admin = {"Authorization": f"Bearer {world.tokens['admin']}"}
     async with httpx.AsyncClient(base_url=base_url, timeout=5) as client:
-        async with stream_of(client, "operator", world) as anna_r, \
-                stream_of(client, "operator2", world) as boris_r:
-            anna, boris = Stream(anna_r), Stream(boris_r)
-            assert (await anna.next(2))[0] == "ready"
-            assert (await boris.next(2))[0] == "ready"
+        async with anna_and_boris(client, world) as (anna, boris):
             r = await client.post("/api/v1/operators/op1/deactivate", headers=admin)
             assert r.status_code == 200
             assert await anna.next(CLOSE_BOUND) == (
