@@ -109,9 +109,10 @@ def _write_sql() -> str:
 WRITE_DECISIONS = _write_sql()
 _OPENED_VALUES = tuple(CALL_OPENED_AS.values())
 
-# A decision as the hot path's batches carry it: its call's key (None without a uniqueid)
-# and its row as a JSON object.
-Encoded = tuple[tuple[str, str] | None, str]
+# A decision as the hot path's batches carry it: its call's key (server_id, uniqueid; the
+# uniqueid may be None) and its row as a JSON object. One flat tuple of strings: the
+# garbage collector stops tracking it at its first collection.
+Encoded = tuple[str, str | None, str]
 
 
 def _without_repeated_calls(items: Sequence[Encoded]) -> list[list[Encoded]]:
@@ -121,8 +122,8 @@ def _without_repeated_calls(items: Sequence[Encoded]) -> list[list[Encoded]]:
     chunks: list[list[Encoded]] = [[]]
     seen: set[tuple[str, str]] = set()
     for item in items:
-        key = item[0]
-        if key is not None:
+        if item[1] is not None:
+            key = (item[0], item[1])
             if key in seen:
                 chunks.append([])
                 seen.clear()
@@ -170,7 +171,7 @@ def encode_decision(r: DecisionRecord) -> Encoded:
     # default= costs a call back into Python (20 us a row against 10)
     values["decided_at"] = r.decided_at.isoformat()
     values["call_id"] = new_call_id()
-    return ((r.server_id, r.uniqueid) if r.uniqueid is not None else None), _dumps(values)
+    return r.server_id, r.uniqueid, _dumps(values)
 
 
 class Connections:
@@ -324,7 +325,7 @@ class PgHotPath:
         """Encoded decisions (``encode``) and their call rows, in one transaction."""
         if not items:
             return
-        batches = ["[" + ",".join(item[1] for item in chunk) + "]"
+        batches = ["[" + ",".join(item[2] for item in chunk) + "]"
                    for chunk in _without_repeated_calls(items)]
         conn = await self._connections.acquire()
         broken = True

@@ -121,3 +121,25 @@ async def test_a_transfer_tells_the_operator_who_left_that_their_part_ended() ->
     # Without a leg (op2 answering the blind transfer later) op1 hears nothing more.
     publisher.on_answered({**answered_call(None, operator_id="op2"), "transferred_from": "op1"})
     assert anna.pending() == 0 and boris.pending() == 1
+
+
+def test_remembered_decisions_are_kept_in_a_form_the_collector_stops_tracking() -> None:
+    """5,000 remembered decisions as objects were the bulk of what the daemon's young
+    collections walked; as nested tuples of strings they are untracked after one."""
+    import gc
+
+    from callrouter.api.notify import compact, expand
+    from callrouter.domain.model import Action, Decision
+    from callrouter.domain.reasons import Reason, ReasonCode
+
+    decision = Decision(
+        action=Action.OPERATOR, queue="support", priority=5,
+        reasons=(Reason(ReasonCode.STICKY_AVAILABLE, "back to Anna"),
+                 Reason(ReasonCode.VIP, "gold")),
+        target_operator_id="op1", target_interface="PJSIP/1001", wait_seconds=20,
+        announcement="callrouter/your-operator", escalated=True,
+    )
+    kept = compact(decision)
+    assert expand(kept) == decision
+    gc.collect()
+    assert not gc.is_tracked(kept)
