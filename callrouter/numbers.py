@@ -62,7 +62,9 @@ class NumberNormaliser:
             try:
                 hit = self._normalise(raw)
             except NumberError as exc:
-                hit = exc
+                # kept without its traceback (which holds the frames that raised it): a
+                # flood of garbage caller ids fills the cache with small entries only
+                hit = NumberError(str(exc))
             cache[raw] = hit
             if len(cache) > self._cache_size:
                 cache.popitem(last=False)
