@@ -293,3 +293,17 @@ async def test_a_routing_past_the_budget_is_abandoned_not_cancelled_and_not_reco
     assert [r.id for r in log.records] == [record.id]  # only the decision the caller got
     assert [r.id for r in observed] == [record.id]
     assert log.records[0].decision.reason_code is ReasonCode.FALLBACK_TIMEOUT
+
+
+def test_an_unparseable_number_is_cached_small() -> None:
+    """The cache keeps the error's message, not the traceback that raised it (whose frames
+    a flood of garbage caller ids would otherwise keep alive, 50,000 of them)."""
+    numbers = NumberNormaliser("RU", cache_size=10)
+    for raw in ("garbage!!", "garbage!!"):  # the second is a cache hit
+        with pytest.raises(Exception, match="not a phone number"):
+            numbers.normalise(raw)
+    [kept] = numbers._cache.values()
+    assert isinstance(kept, Exception) and kept.__traceback__ is None
+    for i in range(20):
+        numbers.caller(f"junk-{i}")
+    assert len(numbers._cache) == 10  # bounded
