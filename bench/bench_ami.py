@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -36,7 +37,8 @@ from callrouter.service.ports import CallRecord  # noqa: E402
 from callrouter.simulator.ami_traces import repeated_stream  # noqa: E402
 from callrouter.store import Store, make_engine, make_sessionmaker, upgrade  # noqa: E402
 
-TRACES = ROOT.parent / "shared" / "asterisk" / "ami"
+TRACES = Path(os.environ.get("CALLROUTER_ASTERISK_TRACES")
+              or ROOT.parent / "shared" / "asterisk") / "ami"
 BATCH = 500  # CallRecordWriter's batch_size
 # A realistic mix: answered calls both ways, a ring-no-answer, an abandon, a direct dial.
 MIX = ["ami-queue-answered-caller-hangup", "ami-queue-answered-agent-hangup",

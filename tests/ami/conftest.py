@@ -15,15 +15,13 @@ from callrouter.ami.tracker import CallAnswered
 from callrouter.domain.model import Operator
 from callrouter.service.ports import CallRecord
 from callrouter.simulator.ami import FakeAmiServer, FakeMember
+from tests import traces
 
-TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "asterisk" / "ami"
+TRACES = traces.AMI
 
 
 def trace(name: str) -> Path:
-    path = TRACES / f"{name}.events-on.session"
-    if not path.exists():
-        pytest.skip(f"trace {path} not available")
-    return path
+    return traces.present(TRACES / f"{name}.events-on.session")
 
 
 OPERATORS = {

@@ -21,6 +21,7 @@ from callrouter.api.services.streams import screen_pop
 from callrouter.service.ports import CallRecord
 from callrouter.simulator.ami_traces import asterisk_events
 from callrouter.store import Store
+from tests import traces
 from tests.api.conftest import ANNA_CALLER, World
 from tests.api.test_streams import (
     AMI_OPERATORS,
@@ -37,8 +38,7 @@ def api_store(store: Store) -> Store:
 
 
 def trace_events() -> list[AmiMessage]:
-    if not TRACE.exists():
-        pytest.skip(f"trace {TRACE} not available")
+    traces.present(TRACE)
     out = []
     for event in asterisk_events(TRACE):
         msg = parse_block(event.raw.decode().replace(TRACE_CALLER, "89123456789"))

@@ -17,7 +17,6 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,11 +32,11 @@ from callrouter.domain.reasons import Reason, ReasonCode
 from callrouter.events import operator_topic
 from callrouter.service.ports import CallRecord, DecisionRecord
 from callrouter.simulator.ami_traces import asterisk_events
+from tests import traces
 from tests.ami.transfers import CALLER_UID, blind_transfer_to_op2, value
 from tests.api.conftest import ANNA_CALLER, NOW, World
 
-TRACE = (Path(__file__).resolve().parents[3] / "shared" / "asterisk" / "ami"
-         / "ami-queue-answered-caller-hangup.events-on.session")
+TRACE = traces.AMI / "ami-queue-answered-caller-hangup.events-on.session"
 TRACE_CALLER = "5551001"
 TRACE_UNIQUEID = "1795425134.71"  # the caller's channel in the queue
 # How long an open stream may outlive its token's revocation, in these tests.
@@ -161,8 +160,7 @@ async def anna_and_boris(client: httpx.AsyncClient, world: World) -> AsyncIterat
 
 
 async def test_operator_stream_gets_own_caller_and_its_end(world: World, base_url: str) -> None:
-    if not TRACE.exists():
-        pytest.skip(f"trace {TRACE} not available")
+    traces.present(TRACE)
     publisher = EventPublisher(world.deps.events)
     decision = sticky_decision(TRACE_UNIQUEID)
     await world.store.record(decision)  # opens the call row, as the decision writer does

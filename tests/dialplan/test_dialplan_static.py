@@ -16,6 +16,7 @@ from callrouter import channel_vars
 from callrouter.ami.listener import AmiSettings
 from callrouter.domain.rules import QueueRules
 from callrouter.simulator.demo import DEMO_RULES
+from tests import traces
 
 from . import asterisk22 as ast
 from .dialplan_model import (
@@ -40,7 +41,7 @@ from .dialplan_model import (
 SHIPPED = [DIALPLAN, QUEUES, SAMPLE]
 PLAN = load_dialplan()
 PRIOS = list(PLAN.prios.values())
-SHARED_EXTENSIONS = ROOT.parent / "shared" / "asterisk" / "conf" / "extensions.conf"
+SHARED_EXTENSIONS = traces.SHARED / "conf" / "extensions.conf"
 
 
 def _where(p: Prio) -> str:
@@ -358,7 +359,7 @@ def test_default_announcements_ship_in_asterisks_wav_format(sound: str) -> None:
 # --------------------------------------------------------------------------- the checker
 
 
-@pytest.mark.skipif(not SHARED_EXTENSIONS.is_file(), reason="no ../shared/asterisk traces")
+@traces.skip_unless(SHARED_EXTENSIONS)
 def test_checker_reads_a_config_real_asterisk_loaded() -> None:
     # the traces' extensions.conf was loaded by a real Asterisk 22.10.1: the same parser
     # must accept it, and find its applications in the 22 list

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
 from callrouter.fastagi.protocol import AgiChannel, AgiProtocolError, parse_reply_line
 from callrouter.simulator.agi import ChannelModel, environment_block, parse_agi_args
 from callrouter.simulator.traces import env_lines, exchanges
+from tests import traces
 
-TRACES = Path(__file__).resolve().parents[3] / "shared" / "asterisk" / "agi"
-needs_traces = pytest.mark.skipif(not TRACES.is_dir(), reason="shared Asterisk traces absent")
+TRACES = traces.AGI
+needs_traces = traces.skip_unless(TRACES)
 
 
 @needs_traces
