@@ -144,6 +144,8 @@ async def build_runtime(
                 host=a.host, port=a.port, username=a.username,
                 secret=a.secret.get_secret_value(), server_id=a.server_id,
                 ping_interval=float(a.ping_interval), events=a.events,
+                directory_interval=float(a.directory_reload_seconds),
+                directory_miss_interval=float(a.directory_miss_seconds),
             ),
             await store.operators(),
             on_record=_fan_out(

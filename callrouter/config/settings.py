@@ -84,6 +84,10 @@ class AmiSettings(_Section):
     # "dialplan" adds VarSet (the decision from the dialplan) at three times the volume.
     events: str = "call,agent,system"
     ping_interval: float = Field(default=5.0, gt=0, le=3600)
+    # The operator directory (who owns which interface) is re-read this often while the
+    # listener runs, and at most this often when an event names an interface nobody owns.
+    directory_reload_seconds: float = Field(default=30.0, ge=1, le=86400)
+    directory_miss_seconds: float = Field(default=5.0, ge=0.5, le=3600)
     server_id: str = "default"
     # Where call records wait (JSON lines) while the database is unreachable; unset: next
     # to the SQLite file, or ./callrouter-call-journal-<server_id>.jsonl with PostgreSQL.

@@ -75,7 +75,8 @@ def make_settings(url: str, ami_port: int, tmp: Path, *, server_id: str = "ast1"
         api=ApiSettings(port=api_port),
         ami=AmiSettings(enabled=True, host="127.0.0.1", port=ami_port, username="callrouter",
                         secret=SECRET, server_id=server_id,  # type: ignore[arg-type]
-                        ping_interval=1.0, journal_path=tmp / f"{server_id}.journal"),
+                        ping_interval=1.0, journal_path=tmp / f"{server_id}.journal",
+                        directory_reload_seconds=45.0, directory_miss_seconds=2.0),
         config_file=None,
     )
 

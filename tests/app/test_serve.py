@@ -127,3 +127,22 @@ async def test_call_without_decision_is_keyed_by_normalised_number(
     assert call.caller_number == "+79123450001" and call.decision_id is None
     v = await agi(runtime, "+79123450001", "1795425302.1")
     assert v["CALLROUTER_REASON"] == "sticky_available" and v["CALLROUTER_OPERATOR"] == "boris"
+
+
+async def test_the_directory_reload_settings_reach_the_listener(
+    served: tuple[Runtime, FakeAmiServer],
+) -> None:
+    runtime, _ = served
+    assert runtime.ami is not None
+    assert runtime.ami.settings.directory_interval == 45.0
+    assert runtime.ami.settings.directory_miss_interval == 2.0
+
+
+@pytest.mark.parametrize("field", ["directory_reload_seconds", "directory_miss_seconds"])
+def test_directory_reload_settings_refuse_zero(field: str) -> None:
+    from pydantic import ValidationError
+
+    from callrouter.config.settings import AmiSettings
+
+    with pytest.raises(ValidationError):
+        AmiSettings(**{field: 0})
