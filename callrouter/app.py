@@ -125,6 +125,7 @@ async def build_runtime(
     writer.start()
     hub = EventHub()
     metrics = Metrics()
+    metrics.watch_decision_log(writer)
     publisher = EventPublisher(hub)
 
     runtime = Runtime(

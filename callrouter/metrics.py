@@ -11,10 +11,13 @@ when that operator answered (the AMI listener's ``sticky_hit``).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 
 from callrouter.domain.reasons import ReasonCode
 from callrouter.service.ports import CallRecord, DecisionRecord
@@ -36,10 +39,47 @@ _MACHINERY_FALLBACKS = {
 }
 
 
+class DecisionLogState(Protocol):
+    """What the decision writer counts (``DecisionWriter`` has this shape)."""
+
+    written: int
+    dropped: int
+    rejected: int
+    failures: int
+
+    @property
+    def pending(self) -> int: ...
+
+
+class _DecisionLogCollector(Collector):
+    """The decision writer's own counters, read at scrape time (nothing on the call path)."""
+
+    def __init__(self, writer: DecisionLogState, namespace: str) -> None:
+        self._writer = writer
+        self._ns = namespace
+
+    def collect(self) -> Iterator[Any]:
+        w, ns = self._writer, self._ns
+        yield GaugeMetricFamily(f"{ns}_decision_log_pending",
+                                "Decisions waiting to be written to the decision log.",
+                                value=w.pending)
+        for name, text, count in (
+            ("written", "Decisions written to the decision log.", w.written),
+            ("dropped", "Decisions dropped because the backlog was full (database down "
+                        "for long).", w.dropped),
+            ("rejected", "Decisions the database refused for their data (logged, dropped).",
+             w.rejected),
+            ("write_failures", "Failed writes of the decision log (retried).", w.failures),
+        ):
+            yield CounterMetricFamily(f"{ns}_decision_log_{name}", text, value=count)
+
+
 class Metrics:
-    """Owns a ``CollectorRegistry``; ``on_decision``, ``on_call_record``, ``set_ami_state``."""
+    """Owns a ``CollectorRegistry``; ``on_decision``, ``on_call_record``, ``set_ami_state``,
+    ``watch_decision_log``."""
 
     def __init__(self, namespace: str = "callrouter") -> None:
+        self.namespace = namespace
         self.registry = CollectorRegistry(auto_describe=True)
         self._unknown_states: set[str] = set()
         self._decision_children: dict[tuple[str, str], Any] = {}
@@ -86,6 +126,11 @@ class Metrics:
             ["state"], namespace=namespace, registry=r,
         )
         self.set_ami_state("down")
+
+    def watch_decision_log(self, writer: DecisionLogState) -> None:
+        """Export the decision writer's backlog and counters: a log falling behind (the
+        database slow or down) shows as ``decision_log_pending`` rising."""
+        self.registry.register(_DecisionLogCollector(writer, self.namespace))
 
     # -- observers ------------------------------------------------------------------------
 

@@ -82,3 +82,23 @@ def test_ami_state() -> None:
     m.set_ami_state("sleepy")  # a status callback must never raise
     assert value(m, "callrouter_ami_state", state="down") == 1
     assert b"callrouter_ami_connected 0.0" in m.render()
+
+
+def test_the_decision_log_backlog_and_counters_are_exported() -> None:
+    from callrouter.service.decision_writer import DecisionWriter
+
+    class Sink:
+        async def record(self, r: DecisionRecord) -> None:  # pragma: no cover
+            pass
+
+    writer = DecisionWriter(Sink())
+    m = Metrics()
+    m.watch_decision_log(writer)
+    writer.submit(record(ReasonCode.NEW_CALLER))
+    writer.submit(record(ReasonCode.NEW_CALLER))
+    writer.written, writer.dropped, writer.rejected, writer.failures = 7, 1, 2, 3
+    assert value(m, "callrouter_decision_log_pending") == 2
+    assert value(m, "callrouter_decision_log_written_total") == 7
+    assert value(m, "callrouter_decision_log_dropped_total") == 1
+    assert value(m, "callrouter_decision_log_rejected_total") == 2
+    assert value(m, "callrouter_decision_log_write_failures_total") == 3
