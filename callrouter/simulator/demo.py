@@ -68,6 +68,7 @@ class DemoState:
     busy: set[str] = field(default_factory=set)  # interfaces in a call
     paused: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
+    on_call: set[str] = field(default_factory=set)  # callers whose call is not over
 
 
 def demo_settings(database: Path, api_port: int, agi_port: int, ami_port: int) -> Settings:
@@ -185,17 +186,31 @@ async def run_demo(
 
 
 def pick_caller(rng: random.Random, state: DemoState) -> str:
-    """Mostly people who called before: that is what the demo is about."""
-    called = [c for c in CALLERS if state.counts.get(c)]
+    """Mostly people who called before: that is what the demo is about. Never someone
+    whose call is still going on: a person does not call twice at once, and a repeat call
+    made before the first one ended has no answered call to go back to (the demo's first
+    repeat calls all showed ``default_queue`` for that reason)."""
+    free = [c for c in CALLERS if c not in state.on_call] or list(CALLERS)
+    called = [c for c in free if state.counts.get(c)]
     if called and rng.random() < 0.6:
         return rng.choice(called)
-    return rng.choice(CALLERS)
+    return rng.choice(free)
 
 
 async def one_call(n: int, rng: random.Random, agi_port: int, ami: FakeAmiServer,
                    state: DemoState, console: Console, time_scale: float) -> None:
     caller = pick_caller(rng, state)
     state.counts[caller] = state.counts.get(caller, 0) + 1
+    state.on_call.add(caller)
+    try:
+        await _one_call(n, caller, rng, agi_port, ami, state, console, time_scale)
+    finally:
+        state.on_call.discard(caller)
+
+
+async def _one_call(n: int, caller: str, rng: random.Random, agi_port: int,
+                    ami: FakeAmiServer, state: DemoState, console: Console,
+                    time_scale: float) -> None:
     uniqueid = f"{time.time():.0f}.{n}"
     result = await run_call("127.0.0.1", agi_port, caller=caller, queue="support",
                             uniqueid=uniqueid, channel=f"PJSIP/trunk-{n:08x}")
