@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callrouter.domain.model import Operator, Tier
@@ -58,6 +58,16 @@ class OperatorRepository:
     async def all(self) -> dict[str, Operator]:
         """Every operator, active or not (the router must know an inactive sticky operator)."""
         return {op.id: op for op in await self._load()}
+
+    async def version(self) -> tuple[int, datetime | None]:
+        """How many operators there are and when the last one changed. Every change goes
+        through ``add`` or ``update`` (interfaces included: an interface cannot move
+        without its owner's update) and operators are never deleted, so an unchanged
+        pair means an unchanged directory."""
+        count, latest = (await self._session.execute(
+            select(func.count(), func.max(OperatorRow.updated_at))
+        )).one()
+        return int(count), latest
 
     async def list(self, *, active_only: bool = False) -> list[Operator]:
         where = [OperatorRow.active.is_(True)] if active_only else []

@@ -100,6 +100,11 @@ class Store:
         async with self.transaction() as tx:
             return await tx.operators.all()
 
+    async def operators_version(self) -> tuple[int, datetime | None]:
+        """A cheap fingerprint of the directory (see ``OperatorRepository.version``)."""
+        async with self.transaction() as tx:
+            return await tx.operators.version()
+
     # IncidentSource
     async def active_incidents(self, now: datetime) -> Sequence[Incident]:
         async with self.transaction() as tx:

@@ -307,3 +307,39 @@ def test_an_unparseable_number_is_cached_small() -> None:
     for i in range(20):
         numbers.caller(f"junk-{i}")
     assert len(numbers._cache) == 10  # bounded
+
+
+async def test_directory_reload_reads_operators_only_when_their_version_changed() -> None:
+    """Past the ttl the cache asks the cheap version first; the 2,000-operator read (a
+    20-35 ms stall of the event loop) happens only when something changed, or after
+    ``full_reload`` seconds whatever the version says."""
+
+    class Versioned(Directory):
+        def __init__(self) -> None:
+            super().__init__()
+            self.version = (1, NOW)
+            self.version_reads = 0
+
+        async def operators_version(self) -> tuple[int, datetime]:
+            self.version_reads += 1
+            return self.version
+
+    source = Versioned()
+    cached = CachedDirectory(source, ttl=0.01, full_reload=60.0)
+    await cached.operators()
+    assert source.reads == 1
+    for _ in range(3):  # expired, unchanged: version asked, operators not read
+        await asyncio.sleep(0.02)
+        await cached.operators()
+        await asyncio.sleep(0.005)
+    assert source.reads == 1 and source.version_reads >= 2
+    source.version = (2, NOW)  # an operator added elsewhere
+    await asyncio.sleep(0.02)
+    await cached.operators()
+    await asyncio.sleep(0.005)
+    assert source.reads == 2
+    cached._full_reload = 0.0  # past the full-reload period: read whatever the version
+    await asyncio.sleep(0.02)
+    await cached.operators()
+    await asyncio.sleep(0.005)
+    assert source.reads == 3

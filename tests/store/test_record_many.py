@@ -9,7 +9,7 @@ import pytest
 from callrouter.service.ports import CallRecord, RecordRejected
 from callrouter.store import Store
 
-from .builders import CALLER, ago, decision_record
+from .builders import CALLER, NOW, ago, decision_record
 
 
 async def test_record_many_equals_record_one_by_one(store: Store) -> None:
@@ -52,3 +52,20 @@ async def test_a_batch_the_database_refuses_raises_record_rejected(store: Store)
     await store.record_many([first])
     with pytest.raises(RecordRejected):
         await store.record_many([decision_record(uniqueid="dup-2"), first])
+
+
+async def test_the_operator_directory_version_changes_with_every_change(store: Store) -> None:
+    from datetime import timedelta
+
+    from callrouter.domain.model import Operator
+
+    async with store.transaction() as tx:
+        empty = await tx.operators.version()
+        await tx.operators.add(Operator("v1", "Vera", ("PJSIP/9001",)), now=NOW)
+    first = await store.operators_version()
+    assert first != empty and first[0] == empty[0] + 1
+    async with store.transaction() as tx:
+        await tx.operators.update("v1", interfaces=["PJSIP/9002"], now=NOW + timedelta(seconds=1))
+    second = await store.operators_version()
+    assert second != first and second[0] == first[0]
+    assert await store.operators_version() == second  # unchanged when nothing changed
