@@ -18,6 +18,14 @@ T = TypeVar("T")
 LOOP_ENV = "CALLROUTER_EVENT_LOOP"
 
 
+def retrieve_exception(task: asyncio.Future[Any]) -> None:
+    """A done-callback for a task nobody may be left awaiting (a routing abandoned at its
+    budget, a shared reload, a shielded read): marks its exception retrieved so asyncio
+    does not log "exception was never retrieved"; whoever still waits gets it raised."""
+    if not task.cancelled():
+        task.exception()
+
+
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's loop factory, or None for asyncio's default loop."""
     if os.environ.get(LOOP_ENV, "auto").strip().lower() == "asyncio":

@@ -25,13 +25,10 @@ DROP ours). Unreachable -> the postgres params are skipped, or fail when
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -40,28 +37,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.pool import NullPool
 
 from callrouter.store import Store, make_engine, upgrade
-
-DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-PG_CONNECT_TIMEOUT = 5.0
-
-T = TypeVar("T")
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine in a private event loop on a worker thread.
-
-    Session-scoped setup must not touch the per-test event loops pytest-asyncio makes.
-    """
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-async def _pg_admin(dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(dsn, timeout=PG_CONNECT_TIMEOUT)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+from tests.pg import admin_dsn, pg_admin, run
 
 
 def _redacted(dsn: str) -> str:
@@ -72,16 +48,16 @@ def _redacted(dsn: str) -> str:
 def sqlite_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     path: Path = tmp_path_factory.mktemp("store") / "callrouter.db"
     url = f"sqlite+aiosqlite:///{path}"
-    _run(upgrade(url))
+    run(upgrade(url))
     return url
 
 
 @pytest.fixture(scope="session")
 def pg_database_url() -> Iterator[str]:
-    dsn = os.environ.get("CALLROUTER_TEST_PG_DSN", DEFAULT_PG_DSN)
+    dsn = admin_dsn()
     name = f"callrouter_test_{os.getpid()}_{uuid.uuid4().hex[:10]}"
     try:
-        _run(_pg_admin(dsn, f'CREATE DATABASE "{name}"'))
+        run(pg_admin(dsn, f'CREATE DATABASE "{name}"'))
     except (
         OSError,
         TimeoutError,
@@ -102,10 +78,10 @@ def pg_database_url() -> Iterator[str]:
         .render_as_string(hide_password=False)
     )
     try:
-        _run(upgrade(url))
+        run(upgrade(url))
         yield url
     finally:
-        _run(_pg_admin(dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run(pg_admin(dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

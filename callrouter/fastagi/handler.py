@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from callrouter import channel_vars as cv
+from callrouter.aio import retrieve_exception
 from callrouter.domain.model import Action, Decision
 from callrouter.domain.reasons import Reason, ReasonCode
 from callrouter.fastagi.protocol import AgiChannel, AgiEnvironment, AgiHangup, quote_arg
@@ -261,14 +262,14 @@ class RouteHandler:
         except BaseException:  # the session itself ended (server closing): drop the routing
             abandoned = True
             task.cancel()
-            task.add_done_callback(_swallow)
+            task.add_done_callback(retrieve_exception)
             raise
         finally:
             timer.cancel()
             task.remove_done_callback(wake)
         if not task.done():
             abandoned = True
-            task.add_done_callback(_swallow)
+            task.add_done_callback(retrieve_exception)
             text = f"no decision within {self.budget * 1000:.0f} ms"
             log.warning("%s for caller %s uniqueid %s; letting the call through to queue %s",
                         text, mask(call.caller_raw), call.uniqueid, call.queue)
@@ -309,11 +310,6 @@ class RouteHandler:
                       call.uniqueid, mask(call.caller_raw), values[cv.ACTION],
                       values[cv.TARGET] or "-", values[cv.QUEUE], values[cv.REASON],
                       values[cv.DECISION])
-
-
-def _swallow(task: asyncio.Future[DecisionRecord]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 def route_table(handler: RouteHandler) -> dict[str, AgiHandler]:

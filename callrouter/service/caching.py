@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
+from callrouter.aio import retrieve_exception
 from callrouter.domain.model import Incident, Operator
 from callrouter.service.ports import IncidentSource, OperatorDirectory
 
@@ -30,16 +31,11 @@ class _SingleFlight(Generic[T]):
         """The reload in flight, or a new one; nobody waits for it."""
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(load())
-            self._task.add_done_callback(_retrieve)
+            self._task.add_done_callback(retrieve_exception)
         return self._task
 
     def reset(self) -> None:
         self._task = None
-
-
-def _retrieve(task: asyncio.Task[T]) -> None:
-    if not task.cancelled():
-        task.exception()  # a failed reload is raised to its waiters, not logged as lost
 
 
 class _StaleWhileRevalidate(Generic[T]):
@@ -54,6 +50,11 @@ class _StaleWhileRevalidate(Generic[T]):
         self._at = 0.0
         self._generation = 0
         self._reload: _SingleFlight[T] = _SingleFlight()
+
+    @property
+    def current(self) -> T | None:
+        """The value held now (None before the first load or after ``invalidate``)."""
+        return self._value
 
     async def get(self) -> T:
         value = self._value
@@ -101,7 +102,7 @@ class CachedDirectory:
             self._load, ttl)
 
     async def _load(self) -> Mapping[str, Operator]:
-        current = self._cache._value
+        current = self._cache.current
         if self._version_of is not None:
             version = await self._version_of()
             fresh = time.monotonic() - self._loaded_at < self._full_reload

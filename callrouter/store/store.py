@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from callrouter.aio import retrieve_exception
 from callrouter.domain.model import Incident, Operator
 from callrouter.service.ports import CallerSnapshot, CallRecord, DecisionRecord, RecordRejected
 from callrouter.store.audit import AuditRepository
@@ -90,7 +91,7 @@ class Store:
             read = asyncio.ensure_future(
                 _read_and_close(session, raw.driver_connection, number, now, lookback_seconds)
             )
-            read.add_done_callback(_retrieve)
+            read.add_done_callback(retrieve_exception)
             return await asyncio.shield(read)
         async with self._sessions() as session, session.begin():
             return await load_snapshot(session, number, now, lookback_seconds)
@@ -148,8 +149,3 @@ async def _read_and_close(
         return await pg_snapshot(conn, number, now, lookback_seconds)
     finally:
         await session.close()
-
-
-def _retrieve(task: asyncio.Future[CallerSnapshot]) -> None:
-    if not task.cancelled():
-        task.exception()  # raised to the caller when it still waits; never "never retrieved"

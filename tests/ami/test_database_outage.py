@@ -20,14 +20,11 @@ import asyncio
 import contextlib
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -39,8 +36,8 @@ from callrouter.ami.listener import AmiListener, AmiSettings
 from callrouter.simulator.ami import FakeAmiServer
 from callrouter.store import Store, make_engine, make_sessionmaker, upgrade
 from tests.ami.conftest import OPERATORS
+from tests.pg import private_database
 
-DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 OP1, OP2 = "Local/op1@operators/n", "Local/op2@operators/n"
 
 
@@ -131,33 +128,13 @@ class Database:
     proxy: TcpProxy | None = None
 
 
-def _in_thread(coro: Any) -> Any:
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(os.environ.get("CALLROUTER_TEST_PG_DSN", DEFAULT_PG_DSN),
-                                 timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 def own_pg_url(pg_database_url: str) -> Iterator[str]:
     """A migrated database of this test's own next to the session's (read-only) one;
     requesting ``pg_database_url`` gives the skip, or the failure under
     CALLROUTER_REQUIRE_POSTGRES=1, when PostgreSQL is absent."""
-    name = f"{make_url(pg_database_url).database}_outage_{uuid.uuid4().hex[:6]}"
-    url = make_url(pg_database_url).set(database=name).render_as_string(hide_password=False)
-    _in_thread(_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        _in_thread(upgrade(url))
+    with private_database(pg_database_url, "outage") as url:
         yield url
-    finally:
-        _in_thread(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

@@ -4,12 +4,8 @@ while each daemon keeps its own server's operator states."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncpg
@@ -29,24 +25,9 @@ from tests.app.conftest import (
     seed_operators,
     until,
 )
+from tests.pg import private_database
 
 pytestmark = pytest.mark.postgres
-
-DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def _in_thread(coro: object) -> object:
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()  # type: ignore[arg-type]
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(os.environ.get("CALLROUTER_TEST_PG_DSN", DEFAULT_PG_DSN),
-                                 timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def _tables(url: str) -> set[str]:
@@ -67,13 +48,8 @@ def shared_pg_url(pg_database_url: str, tmp_path: Path) -> Iterator[str]:
     show through every rolled-back store test.) Requesting ``pg_database_url`` gives the
     same skip, or failure under CALLROUTER_REQUIRE_POSTGRES=1, when PostgreSQL is absent.
     """
-    name = f"{make_url(pg_database_url).database}_two_{uuid.uuid4().hex[:6]}"
-    url = make_url(pg_database_url).set(database=name).render_as_string(hide_password=False)
-    _in_thread(_admin(f'CREATE DATABASE "{name}"'))
-    try:
+    with private_database(pg_database_url, "two", migrate=False) as url:
         yield url
-    finally:
-        _in_thread(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from callrouter.domain.model import Action, Decision
 from callrouter.domain.reasons import Reason, ReasonCode
@@ -85,3 +86,20 @@ def answered(
         outcome="answered",
         hangup_by="caller",
     )
+
+
+async def check_decision_merges_into_ami_row(store: Any, record_many: Any) -> None:
+    """The AMI listener wrote the call first; ``record_many`` (the Store's or the hot
+    path's) merges the decision's call row into it, keeping what AMI knew first."""
+    from callrouter.service.ports import CallRecord
+
+    await store.write_call_records([CallRecord(uniqueid="u9", started_at=ago(minutes=5, seconds=1),
+                                               linkedid="L-ami")])
+    rec = decision_record(at=ago(minutes=5), uniqueid="u9")
+    await record_many([rec])
+    async with store.transaction() as tx:
+        call = await tx.calls.get_by_uniqueid("u9")
+    assert call is not None
+    assert call.decision_id == rec.id and call.caller_number == CALLER
+    assert call.started_at == ago(minutes=5, seconds=1)  # the AMI start is kept
+    assert call.linkedid == "L-ami"  # what AMI knew first is not overwritten

@@ -5,50 +5,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from callrouter.domain.model import Action, Operator
 from callrouter.domain.reasons import ReasonCode
 from callrouter.service.decision_writer import DecisionWriter
 from callrouter.service.ports import CallRecord, RecordRejected
-from callrouter.store import Store, make_engine, make_sessionmaker, upgrade
+from callrouter.store import Store, make_engine, make_sessionmaker
 from callrouter.store.pg_hot import PgHotPath, StoreBusy, asyncpg_dsn
 from callrouter.store.snapshot import load_snapshot
+from tests.pg import private_database
 
-from .builders import CALLER, NOW, ago, decision, decision_record
+from .builders import (
+    CALLER,
+    NOW,
+    ago,
+    check_decision_merges_into_ami_row,
+    decision,
+    decision_record,
+)
 
 pytestmark = pytest.mark.postgres
 
-DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
 @pytest.fixture
-async def fresh_pg(pg_database_url: str) -> AsyncIterator[str]:
+def fresh_pg(pg_database_url: str) -> Iterator[str]:
     """A database of this test's own: the hot path commits (it cannot join the rolled-back
     transaction the ``store`` fixture uses), so nothing it writes may leak to other tests.
     Depends on ``pg_database_url`` so an unreachable server skips (or fails) the same way."""
-    admin = os.environ.get("CALLROUTER_TEST_PG_DSN", DEFAULT_PG_DSN)
-    name = f"callrouter_hot_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        url = (make_url(admin).set(drivername="postgresql+asyncpg", database=name)
-               .render_as_string(hide_password=False))
-        await upgrade(url)
+    with private_database(pg_database_url, "hot") as url:
         yield url
-    finally:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
 
 
 @pytest.fixture
@@ -111,16 +104,7 @@ async def test_merges_into_a_call_the_ami_listener_wrote_first(
     both: tuple[Store, PgHotPath],
 ) -> None:
     store, hot = both
-    await store.write_call_records([CallRecord(uniqueid="u9", started_at=ago(minutes=5, seconds=1),
-                                               linkedid="L-ami")])
-    rec = decision_record(at=ago(minutes=5), uniqueid="u9")
-    await hot.record_many([rec])
-    async with store.transaction() as tx:
-        call = await tx.calls.get_by_uniqueid("u9")
-    assert call is not None
-    assert call.decision_id == rec.id and call.caller_number == CALLER
-    assert call.started_at == ago(minutes=5, seconds=1)  # the AMI start is kept
-    assert call.linkedid == "L-ami"
+    await check_decision_merges_into_ami_row(store, hot.record_many)
 
 
 async def _call_rows(url: str, server_id: str) -> list[dict[str, Any]]:

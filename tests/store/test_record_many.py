@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from callrouter.service.ports import CallRecord, RecordRejected
+from callrouter.service.ports import RecordRejected
 from callrouter.store import Store
 
-from .builders import CALLER, NOW, ago, decision_record
+from .builders import CALLER, NOW, ago, check_decision_merges_into_ami_row, decision_record
 
 
 async def test_record_many_equals_record_one_by_one(store: Store) -> None:
@@ -33,16 +33,7 @@ async def test_record_many_equals_record_one_by_one(store: Store) -> None:
 
 
 async def test_record_many_merges_into_a_call_the_ami_listener_wrote_first(store: Store) -> None:
-    await store.write_call_records([CallRecord(uniqueid="u9", started_at=ago(minutes=5, seconds=1),
-                                               linkedid="L-ami")])
-    rec = decision_record(at=ago(minutes=5), uniqueid="u9")
-    await store.record_many([rec])
-    async with store.transaction() as tx:
-        call = await tx.calls.get_by_uniqueid("u9")
-    assert call is not None
-    assert call.decision_id == rec.id and call.caller_number == CALLER
-    assert call.started_at == ago(minutes=5, seconds=1)  # the AMI start is kept
-    assert call.linkedid == "L-ami"  # what AMI knew first is not overwritten
+    await check_decision_merges_into_ami_row(store, store.record_many)
 
 
 async def test_a_batch_the_database_refuses_raises_record_rejected(store: Store) -> None:
