@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from callrouter.legs import CallLeg, LegEnd, LeggedCallRecord
 from callrouter.service.ports import CallRecord, CallRecordSink
 
 log = logging.getLogger(__name__)
@@ -31,13 +32,21 @@ log = logging.getLogger(__name__)
 _DATETIME_FIELDS = frozenset(
     f.name for f in fields(CallRecord) if f.name in ("started_at", "answered_at", "ended_at"))
 _FIELD_NAMES = frozenset(f.name for f in fields(CallRecord))
+_LEG_TIMES = ("answered_at", "ended_at")
+_LEG_FIELDS = frozenset(f.name for f in fields(CallLeg))
 
 
 def record_to_json(record: CallRecord) -> str:
+    """One journal line. A record with legs (``LeggedCallRecord``) keeps them under
+    ``legs``; a plain ``CallRecord`` has no such key (and reads back as one)."""
     d: dict[str, Any] = asdict(record)
     for name in _DATETIME_FIELDS:
         if d[name] is not None:
             d[name] = d[name].isoformat()
+    for leg in d.get("legs") or ():
+        for name in _LEG_TIMES:
+            if leg[name] is not None:
+                leg[name] = leg[name].isoformat()
     return json.dumps(d, separators=(",", ":"), sort_keys=True)
 
 
@@ -46,7 +55,19 @@ def record_from_json(line: str) -> CallRecord:
     for name in _DATETIME_FIELDS:
         if d.get(name):
             d[name] = datetime.fromisoformat(d[name])
-    return CallRecord(**{k: v for k, v in d.items() if k in _FIELD_NAMES})
+    values = {k: v for k, v in d.items() if k in _FIELD_NAMES}
+    if "legs" not in d:  # written before legs existed, or a plain CallRecord
+        return CallRecord(**values)
+    return LeggedCallRecord(**values, legs=tuple(_leg(x) for x in d["legs"]))
+
+
+def _leg(d: dict[str, Any]) -> CallLeg:
+    for name in _LEG_TIMES:
+        if d.get(name):
+            d[name] = datetime.fromisoformat(d[name])
+    if d.get("end") is not None:
+        d["end"] = LegEnd(d["end"])
+    return CallLeg(**{k: v for k, v in d.items() if k in _LEG_FIELDS})
 
 
 class Journal:

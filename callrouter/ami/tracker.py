@@ -17,7 +17,8 @@ AgentConnect, operators a direct Dial of the caller's channel reached, the targe
 attended transfer). The record names the last of them as the operator who handled the
 call, so the next repeat call goes back to that operator, and keeps the first one in
 ``transferred_from``. The operator who transfers the call away is told their part ended
-(``CallAnswered.leg_ended``) when they leave it.
+(``CallAnswered.leg_ended``) when they leave it. Every record carries the call's legs
+(``callrouter.legs``): each party's part, how it ended and to whom it went.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from datetime import UTC, datetime
 from callrouter.ami.interfaces import InterfaceMap, channel_key
 from callrouter.ami.message import AmiMessage, OnceLog, to_int
 from callrouter.domain.model import Outcome
+from callrouter.legs import CallLeg, LegEnd, LeggedCallRecord
 from callrouter.service.ports import CallRecord
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,8 @@ class _Handler:
     complete: bool = False  # its AgentComplete came (queue legs only)
     ended_by: str | None = None  # AgentComplete Reason: "caller" | "operator"
     left_at: float | None = None  # it transferred the call away
+    left_how: LegEnd | None = None  # which transfer event said so (None: none did)
+    left_to: str | None = None  # what that transfer named (Extension@Context, an interface)
     left_told: bool = False  # its part's end went out (CallAnswered.leg_ended)
     announced: bool = False
     announced_as: str | None = None  # the operator id the screen-pop named
@@ -698,7 +702,8 @@ class CallTracker:
                 return call, prefix
         return None, None
 
-    def _hand_off(self, call: _Call, ts: float, key: tuple[str, ...]) -> bool:
+    def _hand_off(self, call: _Call, ts: float, key: tuple[str, ...], how: LegEnd,
+                  target: str | None) -> bool:
         """The operator who has the call transfers it away (to whom shows later, or now).
         False for a transfer already applied: a transferer channel transfers once."""
         if key in call.transfers:
@@ -706,8 +711,10 @@ class CallTracker:
         call.transfers.add(key)
         call.transferred = True
         current = self._current(call)
-        if current is not None and current.left_at is None:
-            current.left_at = ts
+        if current is not None and current.left_how is None:
+            if current.left_at is None:
+                current.left_at = ts
+            current.left_how, current.left_to = how, target
         return True
 
     def on_blind_transfer(self, msg: AmiMessage, now: float) -> None:
@@ -725,9 +732,13 @@ class CallTracker:
         if call is None:
             return
         key = ("blind", h.get("TransfererUniqueid") or "", h.get("TransfereeUniqueid") or "")
-        if self._hand_off(call, self._ts(msg, now), key):
+        exten, context = h.get("Extension"), h.get("Context")
+        target = f"{exten}@{context}" if exten and context else exten or None
+        if self._hand_off(call, self._ts(msg, now), key, LegEnd.BLIND_TRANSFER, target):
             self.events_applied += 1
             self._tell_left(call)
+            # The row learns at once that this leg ended (the caller may wait a while).
+            self._progress(call)
 
     def on_attended_transfer(self, msg: AmiMessage, now: float) -> None:
         """AttendedTransfer (main/stasis_bridges.c ``attended_transfer_to_ami``): Result,
@@ -750,18 +761,24 @@ class CallTracker:
         ts = self._ts(msg, now)
         key = ("attended", h.get("OrigTransfererUniqueid") or "",
                h.get("SecondTransfererUniqueid") or "")
-        if not self._hand_off(call, ts, key):
-            return
-        self.events_applied += 1
         other = {"Transferee": "TransferTarget", "TransferTarget": "Transferee",
                  "OrigTransferer": "TransferTarget", "SecondTransferer": "Transferee"}[prefix or ""]
         channel, uid = h.get(f"{other}Channel"), h.get(f"{other}Uniqueid")
-        if channel and uid and uid != call.uniqueid and self._handler_by_uid(call, uid) is None:
+        takes = bool(channel and uid and uid != call.uniqueid
+                     and self._handler_by_uid(call, uid) is None)
+        target = (self.interfaces.interface_of_channel(channel or "") if takes
+                  else h.get("DestApp") or None)
+        if not self._hand_off(call, ts, key, LegEnd.ATTENDED_TRANSFER, target):
+            return
+        self.events_applied += 1
+        if takes:
+            assert channel is not None and uid is not None
             self._member_of[uid] = call.uniqueid
             self._take(call, _Handler(self.interfaces.interface_of_channel(channel), uid, ts,
                                       "transfer"))
         else:  # DestType App: the caller went to an application, nobody took it
             self._tell_left(call)
+            self._progress(call)
 
     # -- ending ---------------------------------------------------------------------
 
@@ -813,9 +830,10 @@ class CallTracker:
         for call, _since in held.values():
             self._emit(call)
 
-    def record_of(self, call: _Call, *, live: bool = False) -> CallRecord:
+    def record_of(self, call: _Call, *, live: bool = False) -> LeggedCallRecord:
         """The call's record; ``live``: while it lasts (outcome ``in_progress``, no end, no
-        talk time or hangup side yet), naming who has it now and who answered first."""
+        talk time or hangup side yet), naming who has it now and who answered first.
+        Either way with every leg so far (the live leg without an end)."""
         direct = [d for uid, d in call.dials.items() if uid not in call.member_uids]
         answered_direct = next((d for d in direct if d.status == "ANSWER"), None)
         # Dials after the first answer were a transferred caller's, not the routing's.
@@ -879,9 +897,11 @@ class CallTracker:
         if call.target_operator_id:
             sticky_hit = answered_by is not None and answered_by == call.target_operator_id
         ended_at = _epoch(call.hung_up_at)
+        legs = self._legs(call, handlers, live=live, hold=hold, talk=talk or 0,
+                          hangup_by=hangup_by)
         if live:  # the store keeps what it knows for the fields left empty here
             outcome, ended_at, hangup_by, talk = Outcome.IN_PROGRESS, None, None, 0
-        return CallRecord(
+        return LeggedCallRecord(
             uniqueid=call.uniqueid, server_id=self.server_id, linkedid=call.linkedid,
             caller_raw=call.caller_number, caller_number=call.caller_number,
             queue=call.queue, decision_id=call.decision_id,
@@ -890,7 +910,57 @@ class CallTracker:
             answered_interface=interface, hold_seconds=hold, talk_seconds=talk or 0,
             outcome=outcome.value, hangup_by=hangup_by, transferred=call.transferred,
             sticky_hit=sticky_hit, fallback_cause=fallback_cause,
-            transferred_from=transferred_from)
+            transferred_from=transferred_from, legs=legs)
+
+    def _legs(self, call: _Call, handlers: list[_Handler], *, live: bool, hold: int,
+              talk: int, hangup_by: str | None) -> tuple[CallLeg, ...]:
+        """Each party's part: from when they took the call to when they left it (a
+        transfer, the next party taking over, or the end of the call).
+
+        Times are those the record adds up (``_handed_over``): a queue leg's talk is its
+        AgentComplete ``TalkTime``, others run from taking the call to leaving it. A call
+        one party handled has one leg with the record's own hold and talk.
+        """
+        legs: list[CallLeg] = []
+        for i, h in enumerate(handlers):
+            nxt = handlers[i + 1] if i + 1 < len(handlers) else None
+            end: float | None
+            if h.left_at is not None:
+                end = h.left_at
+            elif nxt is not None:
+                end = nxt.at
+            elif live:
+                end = None
+            elif call.unbridged_at is not None and call.unbridged_at >= h.at:
+                end = call.unbridged_at
+            else:
+                end = call.hung_up_at
+            how: LegEnd | None
+            if h.left_at is not None or nxt is not None:
+                how = h.left_how or LegEnd.TRANSFER
+            else:
+                how = None if live else LegEnd.HUNG_UP
+            if i == 0:
+                leg_hold = hold
+            elif h.hold is not None:
+                leg_hold = h.hold
+            else:
+                dial = call.dials.get(h.uid or "")
+                leg_hold = _span(dial.begun_at, dial.ended_at) if dial is not None else 0
+            if end is None:
+                leg_talk = 0
+            elif len(handlers) == 1 and not live:
+                leg_talk = talk  # the record's own figure
+            else:
+                leg_talk = h.talk if h.talk is not None else _span(h.at, end)
+            legs.append(CallLeg(
+                seq=i, operator_id=self._op(h), interface=self._spelled(h) or None,
+                via=h.via, answered_at=_epoch(h.at), ended_at=_epoch(end),
+                hold_seconds=leg_hold, talk_seconds=leg_talk, end=how,
+                hangup_by=hangup_by if how is LegEnd.HUNG_UP else None,
+                transferred_to=self._op(nxt) if nxt is not None else None,
+                transfer_target=h.left_to))
+        return tuple(legs)
 
     def _handed_over(self, call: _Call, handlers: list[_Handler]) -> tuple[
             str | None, str, int, int, str, str | None, str | None]:

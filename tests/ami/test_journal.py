@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
 
 from callrouter.ami.journal import CallRecordWriter, record_from_json, record_to_json
+from callrouter.legs import CallLeg, LegEnd, LeggedCallRecord
 from callrouter.service.ports import CallRecord
 from tests.ami.conftest import until
 
@@ -34,6 +36,20 @@ def rec(i: int) -> CallRecord:
 def test_json_round_trip() -> None:
     r = rec(7)
     assert record_from_json(record_to_json(r)) == r
+
+
+def test_json_round_trip_keeps_the_legs() -> None:
+    at = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    legs = (CallLeg(0, "op1", "PJSIP/1001", "queue", at, at + timedelta(seconds=30), 4, 30,
+                    LegEnd.BLIND_TRANSFER, None, "op2", "op2@transfer"),
+            CallLeg(1, "op2", "PJSIP/1002", "dial", at + timedelta(seconds=32)))
+    r = LeggedCallRecord(**{f.name: getattr(rec(7), f.name) for f in fields(CallRecord)},
+                         legs=legs)
+    back = record_from_json(record_to_json(r))
+    assert back == r and isinstance(back, LeggedCallRecord)
+    assert back.legs[0].end is LegEnd.BLIND_TRANSFER
+    # A line written before legs existed reads back as a plain record.
+    assert type(record_from_json(record_to_json(rec(7)))) is CallRecord
 
 
 async def test_outage_memory_then_journal_exactly_once_in_order(tmp_path) -> None:

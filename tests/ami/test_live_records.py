@@ -23,6 +23,7 @@ from callrouter.ami.message import AmiMessage, parse_block
 from callrouter.ami.tracker import CallAnswered, CallTracker
 from callrouter.domain.model import Action, Decision
 from callrouter.domain.reasons import Reason, ReasonCode
+from callrouter.legs import LegEnd
 from callrouter.service.ports import CallRecord, DecisionRecord
 from callrouter.simulator.ami_traces import asterisk_events
 from callrouter.store import Store
@@ -112,11 +113,16 @@ def test_the_call_is_recorded_live_when_answered_and_completed_at_hangup(name: s
     [(end_at, _, final)] = out.final
     assert final.outcome == "answered"
     # One live record per party that took the call, on the event that says so, all
-    # before the final one; none has an end, a talk time or a side that hung up.
-    assert [r.operator_id for _, _, r in out.live] == TAKERS[name]
+    # before the final one; none has an end, a talk time or a side that hung up. A blind
+    # transfer adds one more when it happens: the transferring operator's leg ended.
+    takes = [(at, e, r) for at, e, r in out.live if e != "BlindTransfer"]
+    assert [r.operator_id for _, _, r in takes] == TAKERS[name]
+    for _at, _event, r in [x for x in out.live if x[1] == "BlindTransfer"]:
+        assert r.operator_id == r.legs[-1].operator_id == "op1"
+        assert r.legs[-1].end == LegEnd.BLIND_TRANSFER and r.legs[-1].ended_at is not None
     for at, event, r in out.live:
         assert at < end_at
-        assert event in ("AgentConnect", "DialEnd", "AttendedTransfer"), event
+        assert event in ("AgentConnect", "DialEnd", "AttendedTransfer", "BlindTransfer"), event
         assert (r.outcome, r.ended_at, r.hangup_by, r.talk_seconds) == (
             "in_progress", None, None, 0)
         assert r.answered_at == final.answered_at  # the first answer, also after a transfer
@@ -127,7 +133,14 @@ def test_the_call_is_recorded_live_when_answered_and_completed_at_hangup(name: s
     assert live_facts(last) == live_facts(final)
     # The screen-pop and the live record come from the same event.
     assert [(at, a.operator_id) for at, _, a in out.answered if a.operator_id] == [
-        (at, r.operator_id) for at, _, r in out.live]
+        (at, r.operator_id) for at, _, r in takes]
+    # Each live record's legs: the final legs so far, the last one still open.
+    for _, _, r in takes:
+        *done, open_leg = r.legs
+        assert [leg.operator_id for leg in r.legs] == TAKERS[name][: len(r.legs)]
+        assert (open_leg.end, open_leg.ended_at, open_leg.talk_seconds) == (None, None, 0)
+        assert done == list(final.legs[: len(done)])
+    assert [leg.operator_id for leg in final.legs] == TAKERS[name]
 
 
 def test_unanswered_calls_have_no_live_record() -> None:

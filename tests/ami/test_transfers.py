@@ -17,6 +17,7 @@ from callrouter.ami.interfaces import InterfaceMap
 from callrouter.ami.message import AmiMessage, parse_block
 from callrouter.ami.tracker import CallAnswered, CallTracker
 from callrouter.domain.model import OperatorState
+from callrouter.legs import CallLeg, LegEnd
 from callrouter.service.ports import CallRecord
 from callrouter.simulator.ami import FakeAmiServer
 from callrouter.store import Store
@@ -27,6 +28,8 @@ from tests.ami.transfers import (
     CALLER_UID,
     attended_transfer_to_op2,
     blind_transfer_back_to_queue,
+    blind_transfer_chain,
+    blind_transfer_nobody_takes,
     blind_transfer_to_op2,
     value,
 )
@@ -182,3 +185,89 @@ async def test_the_next_repeat_call_goes_to_who_took_the_transfer(store: Store) 
             select(CallRow.operator_id, CallRow.transferred_from, CallRow.transferred)
             .where(CallRow.uniqueid == CALLER_UID, CallRow.server_id == "default"))).one()
     assert tuple(row) == ("op2", "op1", True)
+
+
+# -- legs: every party's part of the call ------------------------------------------------
+
+
+def leg_facts(leg: CallLeg) -> tuple[object, ...]:
+    return (leg.seq, leg.operator_id, leg.via, leg.hold_seconds, leg.talk_seconds, leg.end,
+            leg.hangup_by, leg.transferred_to, leg.transfer_target)
+
+
+def test_a_blind_transfer_gives_two_legs() -> None:
+    [record], _ = run(blind_transfer_to_op2())
+    assert [leg_facts(x) for x in record.legs] == [
+        (0, "op1", "queue", 1, 2, LegEnd.BLIND_TRANSFER, None, "op2", "op2@transfer"),
+        (1, "op2", "dial", 1, 3, LegEnd.HUNG_UP, "operator", None, None)]
+    first, second = record.legs
+    # op1's part ends at the BlindTransfer; op2's starts when the caller's Dial is answered.
+    assert first.answered_at == record.answered_at
+    assert first.ended_at is not None and second.answered_at is not None
+    assert first.ended_at < second.answered_at and second.ended_at is not None
+    assert second.interface == record.answered_interface == "Local/op2@operators/n"
+    assert sum(x.talk_seconds for x in record.legs) == record.talk_seconds
+
+
+@pytest.mark.parametrize("refer_on_consult", [False, True], ids=["refer-on-call",
+                                                                  "refer-on-consult"])
+def test_an_attended_transfer_gives_two_legs(refer_on_consult: bool) -> None:
+    [record], _ = run(attended_transfer_to_op2(refer_on_consult=refer_on_consult))
+    # op1's TalkTime covers the consultation; op2 takes over at the AttendedTransfer.
+    assert [leg_facts(x) for x in record.legs] == [
+        (0, "op1", "queue", 1, 4, LegEnd.ATTENDED_TRANSFER, None, "op2",
+         "Local/op2@operators/n"),
+        (1, "op2", "transfer", 0, 3, LegEnd.HUNG_UP, "operator", None, None)]
+    assert record.legs[0].ended_at == record.legs[1].answered_at
+
+
+def test_a_transfer_back_into_a_queue_gives_the_second_queue_wait() -> None:
+    [record], _ = run(blind_transfer_back_to_queue())
+    assert [leg_facts(x) for x in record.legs] == [
+        (0, "op1", "queue", 1, 2, LegEnd.BLIND_TRANSFER, None, "op2", "queue@transfer"),
+        (1, "op2", "queue", 7, 4, LegEnd.HUNG_UP, "operator", None, None)]
+    assert sum(x.talk_seconds for x in record.legs) == record.talk_seconds
+
+
+def test_the_middle_operator_of_a_chain_is_recorded() -> None:
+    """op1 -> op2 -> op3: the row names op3 (who handled it last) and op1 (who answered
+    first); op2 is only in the legs, and is told when their part ended."""
+    [record], answered = run(blind_transfer_chain())
+    assert facts(record) == ("answered", "op3", "Local/op3@operators/n", "op1", True, 1, 8,
+                             "operator")
+    assert [leg_facts(x) for x in record.legs] == [
+        (0, "op1", "queue", 1, 2, LegEnd.BLIND_TRANSFER, None, "op2", "op2@transfer"),
+        (1, "op2", "dial", 1, 3, LegEnd.BLIND_TRANSFER, None, "op3", "op3@transfer"),
+        (2, "op3", "dial", 1, 3, LegEnd.HUNG_UP, "operator", None, None)]
+    assert sum(x.talk_seconds for x in record.legs) == record.talk_seconds
+    told = [a.leg_ended.operator_id for a in answered if a.leg_ended is not None]
+    assert told == ["op1", "op2"]
+    assert [(a.operator_id, a.transferred_from) for a in answered] == [
+        ("op1", None), (None, "op1"), ("op2", "op1"), (None, "op2"), ("op3", "op2")]
+
+
+def test_a_blind_transfer_nobody_takes_stays_with_the_operator_who_made_it() -> None:
+    """op2's phone rings out and the caller hangs up: the call is op1's, whose one leg
+    ended by the transfer (to nobody); op1 was told so at the BlindTransfer."""
+    [record], answered = run(blind_transfer_nobody_takes())
+    assert (record.outcome, record.operator_id, record.transferred, record.transferred_from) \
+        == ("answered", "op1", True, None)
+    assert [leg_facts(x) for x in record.legs] == [
+        (0, "op1", "queue", 1, 2, LegEnd.BLIND_TRANSFER, None, None, "op2@transfer")]
+    assert [(a.operator_id, a.leg_ended is not None) for a in answered] == [
+        ("op1", False), (None, True)]
+
+
+def test_duplicated_events_give_the_same_legs() -> None:
+    for build in (attended_transfer_to_op2, blind_transfer_chain, blind_transfer_back_to_queue):
+        raws = build()
+        doubled = [r for raw in raws for r in (raw, raw)]
+        assert [r.legs for r in run(doubled)[0]] == [r.legs for r in run(raws)[0]]
+
+
+def test_a_call_one_operator_answered_has_one_leg_with_the_records_figures() -> None:
+    [record], _ = run(blind_transfer_to_op2(result="Fail"))
+    [leg] = record.legs
+    assert leg_facts(leg) == (0, "op1", "queue", record.hold_seconds, record.talk_seconds,
+                              LegEnd.HUNG_UP, record.hangup_by, None, None)
+    assert (leg.answered_at, leg.interface) == (record.answered_at, record.answered_interface)

@@ -204,14 +204,16 @@ def _retime(evs: Iterable[bytes], start: float, step: float = 0.0001) -> list[by
 
 
 def _dial_part(values: Mapping[str, str], start: float, *, end: bool,
-               bridge: str | None = None) -> list[bytes]:
+               bridge: str | None = None, to: Mapping[str, str] = _DIAL_TO_OP2,
+               ) -> list[bytes]:
     """The direct-dial trace from the operator's Newchannel: the dial, the answer and the
     bridge; with ``end`` also the operator hanging up and the calling channel after it.
-    ``bridge`` replaces its bridge id (the swap moved op2 into that bridge)."""
+    ``bridge`` replaces its bridge id (the swap moved op2 into that bridge); ``to`` says
+    which operator is dialled (op2 unless told)."""
     evs = _events(DIAL_TRACE)
     first = _index(evs, "Newchannel", Channel="Local/op1@operators-0000002d;1")
     enter = _index(evs, "BridgeEnter", Uniqueid="1795425171.89")
-    mapping = {**_DIAL_TO_OP2, **values}
+    mapping = {**to, **values}
     if bridge is not None:
         mapping["467a1e67-7ddf-46bd-b8fc-6ca2991cf105"] = bridge
     out = []
@@ -356,3 +358,76 @@ def blind_transfer_back_to_queue() -> list[bytes]:
     requeue = [rewrite(raw, _REQUEUE_CALLER_IS_QUEUE_CALLER, shift) for raw in evs[join:]
                if value(raw, "Event") not in ("QueueMemberStatus", "DeviceStateChange")]
     return [*head, *leave, *requeue]
+
+
+# op3, for a second transfer: the direct-dial trace's operator re-addressed again.
+OP3_LEG_UID = "1795425142.82"
+OP3_LEG = "Local/op3@operators-00000029;1"
+_DIAL_TO_OP3 = {
+    "Local/op1@operators-0000002d;1": OP3_LEG,
+    "Local/op1@operators-0000002d;2": "Local/op3@operators-00000029;2",
+    "1795425171.90": OP3_LEG_UID,
+    "1795425171.91": "1795425142.83",
+    "op1@operators/n": "op3@operators/n",
+    "op1": "op3",
+}
+OP3_BRIDGE = "5b0c3d8e-9a51-4c7e-8f0e-2d6a1c4b7e90"
+
+
+def blind_transfer_chain() -> list[bytes]:
+    """op1 -> op2 -> op3: ``blind_transfer_to_op2`` up to op2 answering the caller's Dial;
+    3 s later op2 blind-transfers the caller to ``op3@transfer`` (the same
+    ``BlindTransfer`` layout, op2's leg as the transferer, the caller as the transferee,
+    op2's bridge; op2's part of the recorded teardown without the caller's hangup); the
+    caller's channel dials op3, who answers after 1 s, talks 3 s and hangs up."""
+    raws = blind_transfer_to_op2()
+    op2_answered = max(i for i, r in enumerate(raws) if value(r, "Event") == "BridgeEnter"
+                       and value(r, "Uniqueid") == CALLER_UID)
+    head, tail = raws[: op2_answered + 1], raws[op2_answered + 1:]
+    caller_enter = head[-1]
+    op2_enter = next(r for r in reversed(head) if value(r, "Event") == "BridgeEnter"
+                     and value(r, "Uniqueid") == OP2_LEG_UID)
+    at = _ts(caller_enter) + 3.0
+    transfer = _event("BlindTransfer", 0.0, [
+        ("Result", "Success"),
+        *channel_block(op2_enter, "Transferer"),
+        *channel_block(caller_enter, "Transferee"),
+        *bridge_block(caller_enter),
+        ("IsExternal", "Yes"), ("Context", "transfer"), ("Extension", "op3"),
+    ])
+    # op2's leg leaves first (main/bridge.c), then the event, then the caller leaves the
+    # bridge; op2's channels hang up. The caller's own hangup is op3's part, at the end.
+    def of(event: str, **match: str) -> bytes:
+        return tail[_index(tail, event, **match)]
+    leave = _retime([
+        of("BridgeLeave", Uniqueid=OP2_LEG_UID), transfer,
+        of("BridgeLeave", Uniqueid=CALLER_UID), of("BridgeDestroy"),
+        of("SoftHangupRequest", Channel="Local/op2@operators-00000028;2"),
+        of("HangupRequest", Uniqueid=OP2_LEG_UID),
+        of("Hangup", Channel="Local/op2@operators-00000028;2"),
+        of("Hangup", Uniqueid=OP2_LEG_UID)], at)
+    dial = _dial_part(_DIAL_CALLER_IS_QUEUE_CALLER, at + 0.5, end=False, to=_DIAL_TO_OP3,
+                      bridge=OP3_BRIDGE)
+    answered = _ts(dial[-1])
+    rest = _dial_part(_DIAL_CALLER_IS_QUEUE_CALLER, answered + 3.0, end=True, to=_DIAL_TO_OP3,
+                      bridge=OP3_BRIDGE)
+    return [*head, *leave, *dial, *rest]
+
+
+def blind_transfer_nobody_takes() -> list[bytes]:
+    """op1 blind-transfers the call to ``op2@transfer`` as in ``blind_transfer_to_op2``;
+    op2's phone rings for 4 s and is not answered (the recorded ``DialEnd`` with
+    ``DialStatus: NOANSWER``), and the caller hangs up (the recorded caller hangup)."""
+    raws = blind_transfer_to_op2()
+    dial_begin = next(i for i, r in enumerate(raws) if value(r, "Event") == "DialBegin"
+                      and value(r, "DestUniqueid") == OP2_LEG_UID)
+    dial_end = next(r for r in raws if value(r, "Event") == "DialEnd"
+                    and value(r, "DestUniqueid") == OP2_LEG_UID)
+    at = _ts(raws[dial_begin]) + 4.0
+    caller_gone = [r for r in raws[dial_begin:] if value(r, "Event") in (
+        "SoftHangupRequest", "HangupRequest", "Hangup")
+        and value(r, "Uniqueid") in (CALLER_UID, CALLER_HALF_UID)]
+    op2_gone = [r for r in raws[dial_begin:] if value(r, "Event") == "Hangup"
+                and value(r, "Uniqueid") in (OP2_LEG_UID, "1795425142.81")]
+    no_answer = rewrite(dial_end, {}, DialStatus="NOANSWER")
+    return [*raws[: dial_begin + 1], *_retime([no_answer, *op2_gone, *caller_gone], at)]
