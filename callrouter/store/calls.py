@@ -11,10 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callrouter.domain.model import Action, Outcome, PastCall
 from callrouter.ids import new_id
+from callrouter.legs import CallLeg
 from callrouter.service.ports import CallRecord
+from callrouter.store.call_legs import apply_legs, call_verdict, legs_for, notes_for, write_note
 from callrouter.store.errors import NotFound
 from callrouter.store.models import CallRow
-from callrouter.store.records import StoredCall
+from callrouter.store.records import CallNote, StoredCall
 from callrouter.store.sql import utcnow
 from callrouter.store.types import UTCDateTime
 
@@ -147,12 +149,14 @@ class CallRepository:
             return
         params = [_record_params(r) for r in records]
         await self._session.execute(_UPSERT_RECORD, params)
+        await apply_legs(self._session, records)
 
     # --- display and follow-up ------------------------------------------------------
 
     async def get(self, call_id: str) -> StoredCall | None:
+        """The call with its legs and operator notes."""
         row = await self._session.get(CallRow, call_id, populate_existing=True)
-        return _stored(row) if row is not None else None
+        return (await self._detailed([row]))[0] if row is not None else None
 
     async def get_by_uniqueid(self, uniqueid: str, server_id: str = "default") -> StoredCall | None:
         row = await self._session.scalar(
@@ -160,37 +164,70 @@ class CallRepository:
             .where(CallRow.server_id == server_id, CallRow.uniqueid == uniqueid)
             .execution_options(populate_existing=True)
         )
-        return _stored(row) if row is not None else None
+        return (await self._detailed([row]))[0] if row is not None else None
 
     async def recent_by_caller(self, number: str, limit: int = 20) -> list[StoredCall]:
-        """The caller's calls, newest first."""
+        """The caller's calls, newest first, with their legs and operator notes."""
         rows = await self._session.scalars(
             select(CallRow)
             .where(CallRow.caller_number == number)
             .order_by(CallRow.started_at.desc(), CallRow.id.desc())
             .limit(limit)
+            .execution_options(populate_existing=True)
         )
-        return [_stored(r) for r in rows]
+        return await self._detailed(list(rows))
 
     async def recent(self, *, operator_id: str | None = None, limit: int = 50) -> list[StoredCall]:
         """The newest calls overall, or those answered by one operator."""
         stmt = select(CallRow).order_by(CallRow.started_at.desc(), CallRow.id.desc()).limit(limit)
         if operator_id is not None:
             stmt = stmt.where(CallRow.operator_id == operator_id)
-        return [_stored(r) for r in await self._session.scalars(stmt)]
+        return await self._detailed(list(await self._session.scalars(stmt)))
 
     async def mark_resolved(self, call_id: str, resolved: bool | None) -> StoredCall:
-        """The operator's verdict on the call: resolved, not resolved, or unknown (None)."""
+        """The call's own verdict, set directly (a supervisor's): resolved, not resolved,
+        or unknown (None). It stands until a handler changes their own verdict."""
         row = await self._row(call_id)
         row.resolved = resolved
         await self._session.flush()
-        return _stored(row)
+        return (await self._detailed([row]))[0]
 
     async def set_note(self, call_id: str, note: str | None) -> StoredCall:
+        """The call's own note (a supervisor's); operators write ``set_operator_note``."""
         row = await self._row(call_id)
         row.note = note
         await self._session.flush()
-        return _stored(row)
+        return (await self._detailed([row]))[0]
+
+    async def set_operator_note(
+        self, call_id: str, operator_id: str, note: str | None, now: datetime
+    ) -> StoredCall:
+        """One handler's own note on the call (others' notes are left alone)."""
+        row = await self._row(call_id)
+        await write_note(self._session, call_id, operator_id, now, note=note)
+        return (await self._detailed([row]))[0]
+
+    async def set_operator_verdict(
+        self, call_id: str, operator_id: str, resolved: bool | None, now: datetime
+    ) -> StoredCall:
+        """One handler's own verdict; the call's verdict becomes that of the handler who
+        had the caller latest among those who gave one (``call_verdict``)."""
+        row = await self._row(call_id)
+        await write_note(self._session, call_id, operator_id, now, resolved=resolved)
+        call = (await self._detailed([row]))[0]
+        verdict = call_verdict(call.legs, call.transferred_from, call.operator_id, call.notes)
+        if verdict != row.resolved:
+            row.resolved = verdict
+            await self._session.flush()
+            call = (await self._detailed([row]))[0]
+        return call
+
+    async def _detailed(self, rows: Sequence[CallRow]) -> list[StoredCall]:
+        """Rows as StoredCall values with their legs and notes (two queries for all)."""
+        ids = [r.id for r in rows]
+        legs = await legs_for(self._session, ids)
+        notes = await notes_for(self._session, ids)
+        return [_stored(r, legs.get(r.id, ()), notes.get(r.id, ())) for r in rows]
 
     async def _row(self, call_id: str) -> CallRow:
         row = await self._session.get(CallRow, call_id, populate_existing=True)
@@ -255,7 +292,8 @@ def _record_params(record: CallRecord) -> dict[str, Any]:
     return params
 
 
-def _stored(row: CallRow) -> StoredCall:
+def _stored(row: CallRow, legs: tuple[CallLeg, ...] = (),
+            notes: tuple[CallNote, ...] = ()) -> StoredCall:
     return StoredCall(
         id=row.id,
         caller_raw=row.caller_raw,
@@ -283,4 +321,7 @@ def _stored(row: CallRow) -> StoredCall:
         escalated=row.escalated,
         resolved=row.resolved,
         note=row.note,
+        transferred_from=row.transferred_from,
+        legs=legs,
+        notes=notes,
     )

@@ -47,3 +47,21 @@ async def upgrade(url: str, revision: str = "head") -> None:
             await connection.run_sync(_upgrade_on, revision)
     finally:
         await engine.dispose()
+
+
+def _downgrade_on(connection: Connection, revision: str) -> None:
+    from alembic import command
+
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.downgrade(config, revision)
+
+
+async def downgrade(url: str, revision: str) -> None:
+    """Take the database at ``url`` back to ``revision`` (the migrations' own downgrades)."""
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_downgrade_on, revision)
+    finally:
+        await engine.dispose()

@@ -109,6 +109,51 @@ class CallRow(Base):
     note: Mapped[str | None] = mapped_column(Text)
 
 
+LEG_ENDS = "'hung_up', 'blind_transfer', 'attended_transfer', 'transfer'"
+
+
+class CallLegRow(Base):
+    """One party's part of a call: the first answer, then one per transfer (AMI legs)."""
+
+    __tablename__ = "call_legs"
+    __table_args__ = (
+        Index("ix_call_legs_operator_id", "operator_id"),
+        CheckConstraint(f"ended_how IN ({LEG_ENDS})", name="ended_how"),
+        CheckConstraint("hangup_by IN ('caller', 'operator')", name="hangup_by"),
+        CheckConstraint("via IN ('queue', 'dial', 'transfer')", name="via"),
+    )
+
+    call_id: Mapped[str] = mapped_column(
+        ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    operator_id: Mapped[str | None] = mapped_column(String(64))
+    interface: Mapped[str | None] = mapped_column(String(100))
+    via: Mapped[str] = mapped_column(String(20))
+    answered_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    hold_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    talk_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    ended_how: Mapped[str | None] = mapped_column(String(20))
+    hangup_by: Mapped[str | None] = mapped_column(String(20))
+    transferred_to: Mapped[str | None] = mapped_column(String(64))
+    transfer_target: Mapped[str | None] = mapped_column(String(200))
+
+
+class CallNoteRow(Base):
+    """One operator's follow-up on a call they handled: their note and their verdict."""
+
+    __tablename__ = "call_notes"
+
+    call_id: Mapped[str] = mapped_column(
+        ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True
+    )
+    operator_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    resolved: Mapped[bool | None] = mapped_column(Boolean)
+    updated_at: Mapped[datetime]
+
+
 class TicketRow(Base):
     __tablename__ = "tickets"
     __table_args__ = (

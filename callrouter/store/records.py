@@ -8,6 +8,7 @@ from datetime import datetime
 from enum import Enum, StrEnum
 
 from callrouter.domain.model import Action, Outcome
+from callrouter.legs import CallLeg
 
 
 class Unset(Enum):
@@ -51,8 +52,25 @@ class IssuedToken:
 
 
 @dataclass(frozen=True, slots=True)
+class CallNote:
+    """One operator's follow-up on a call they handled: their note and their verdict."""
+
+    operator_id: str
+    note: str | None
+    resolved: bool | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class StoredCall:
-    """One row of the call log, for display and for the operator's follow-up (resolved, note)."""
+    """One row of the call log, for display and for the operator's follow-up (resolved, note).
+
+    ``operator_id`` is who handled the call last, ``transferred_from`` who answered it
+    first (after a transfer); ``legs`` every party's part in order, ``notes`` each
+    handler's own note and verdict. ``note`` is the call's own note (a supervisor's, or one
+    written before per-operator notes); ``resolved`` the call's verdict (see
+    ``callrouter.store.call_legs.call_verdict``).
+    """
 
     id: str
     caller_raw: str
@@ -80,6 +98,20 @@ class StoredCall:
     escalated: bool = False
     resolved: bool | None = None
     note: str | None = None
+    transferred_from: str | None = None
+    legs: tuple[CallLeg, ...] = ()
+    notes: tuple[CallNote, ...] = ()
+
+    @property
+    def handlers(self) -> tuple[str, ...]:
+        """Every operator who had the call, in the order they first took it. Calls recorded
+        before legs existed know only the first (``transferred_from``) and the last."""
+        order = [leg.operator_id for leg in self.legs]
+        order += [self.transferred_from, self.operator_id]
+        return tuple(dict.fromkeys(op for op in order if op))
+
+    def handled_by(self, operator_id: str) -> bool:
+        return operator_id in self.handlers
 
 
 @dataclass(frozen=True, slots=True)

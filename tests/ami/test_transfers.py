@@ -26,6 +26,7 @@ from tests.ami.conftest import OPERATORS, until
 from tests.ami.transfers import (
     CALLER_NUMBER,
     CALLER_UID,
+    OP2_LEG_UID,
     attended_transfer_to_op2,
     blind_transfer_back_to_queue,
     blind_transfer_chain,
@@ -271,3 +272,33 @@ def test_a_call_one_operator_answered_has_one_leg_with_the_records_figures() -> 
     assert leg_facts(leg) == (0, "op1", "queue", record.hold_seconds, record.talk_seconds,
                               LegEnd.HUNG_UP, record.hangup_by, None, None)
     assert (leg.answered_at, leg.interface) == (record.answered_at, record.answered_interface)
+
+
+async def test_the_chain_reaches_the_store_with_every_leg(store: Store) -> None:
+    """The tracker's live and final records of op1 -> op2 -> op3, written in order as the
+    listener's writer does (SQLite and PostgreSQL): the row keeps every handler."""
+    written: list[CallRecord] = []
+    tracker = CallTracker(InterfaceMap(OPERATORS), on_record=written.append,
+                          on_progress=written.append)
+    chain = blind_transfer_chain()
+    half = 1 + next(i for i, r in enumerate(chain) if value(r, "Event") == "DialEnd"
+                    and value(r, "DestUniqueid") == OP2_LEG_UID)  # op2 answered
+    raws = messages(chain)
+    for i, msg in enumerate(raws[:half]):
+        tracker.feed(msg, float(i))
+    await store.write_call_records(written)  # mid-call: op2 has the call
+    async with store.transaction() as tx:
+        call = await tx.calls.get_by_uniqueid(CALLER_UID)
+    assert call is not None and call.outcome.value == "in_progress"
+    assert [(x.operator_id, x.end) for x in call.legs] == [
+        ("op1", LegEnd.BLIND_TRANSFER), ("op2", None)]
+    for i, msg in enumerate(raws[half:], half):
+        tracker.feed(msg, float(i))
+    tracker.tick(1e9)
+    await store.write_call_records(written)  # everything again: the writer may repeat
+    async with store.transaction() as tx:
+        call = await tx.calls.get_by_uniqueid(CALLER_UID)
+    assert call is not None
+    assert call.legs == written[-1].legs  # type: ignore[attr-defined]
+    assert call.handlers == ("op1", "op2", "op3")
+    assert (call.operator_id, call.transferred_from) == ("op3", "op1")
