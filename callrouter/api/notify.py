@@ -23,6 +23,7 @@ from callrouter.api.services.convert import decision_out, record_out
 from callrouter.domain.model import Action, Decision
 from callrouter.domain.reasons import Reason, ReasonCode
 from callrouter.events import DASHBOARD, EventHub, operator_topic
+from callrouter.legs import legs_of
 from callrouter.service.ports import CallRecord, DecisionRecord
 
 # Decisions remembered for the screen-pop: a call is answered seconds to minutes after it
@@ -137,8 +138,16 @@ class EventPublisher:
 
     def on_call_record(self, record: CallRecord) -> None:
         """The AMI listener's record of a finished call: a ``call_ended`` event for the
-        operator who answered it. Calls nobody answered, or not ended, publish nothing."""
+        operator who answered it. Calls nobody answered, or not ended, publish nothing.
+
+        Nor does a call whose operator had already left it by a transfer nobody took (the
+        caller gave up waiting): that operator got their ``call_ended`` at the transfer
+        (``leg_ended``), and a second one would end their wrap-up card twice.
+        """
         if not record.operator_id or record.ended_at is None:
+            return
+        legs = legs_of(record)
+        if legs and legs[-1].transferred and legs[-1].operator_id == record.operator_id:
             return
         data = {
             "server_id": record.server_id,

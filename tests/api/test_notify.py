@@ -143,3 +143,54 @@ def test_remembered_decisions_are_kept_in_a_form_the_collector_stops_tracking() 
     assert expand(kept) == decision
     gc.collect()
     assert not gc.is_tracked(kept)
+
+
+async def _published(build: object) -> dict[str, list[dict[str, object]]]:
+    """What the publisher sends each operator for a call the tracker follows from the
+    recorded-trace transfer scenarios (``tests/ami/transfers.py``)."""
+    from callrouter.ami.interfaces import InterfaceMap
+    from callrouter.ami.tracker import CallTracker
+    from tests.ami.conftest import OPERATORS
+    from tests.ami.test_transfers import messages
+
+    hub = EventHub()
+    publisher = EventPublisher(hub)
+    subs = {op: hub.subscribe(operator_topic(op)) for op in OPERATORS}
+    tracker = CallTracker(InterfaceMap(OPERATORS), on_record=publisher.on_call_record,
+                          on_answered=publisher.on_answered)
+    for i, msg in enumerate(messages(build())):  # type: ignore[operator]
+        tracker.feed(msg, float(i))
+    tracker.tick(1e9)
+    out: dict[str, list[dict[str, object]]] = {}
+    for op, sub in subs.items():
+        out[op] = []
+        while sub.pending():
+            out[op].append(await sub.get())
+    return out
+
+
+def _ends(events: list[dict[str, object]]) -> list[tuple[object, ...]]:
+    return [(e["data"]["transferred"], e["data"]["hangup_by"])  # type: ignore[index]
+            for e in events if e["event"] == "call_ended"]
+
+
+async def test_a_blind_transfer_nobody_takes_ends_the_call_once_for_its_operator() -> None:
+    """op1 blind-transfers, nobody answers, the caller hangs up: op1 was told their part
+    ended at the BlindTransfer; the call's end is not sent to them a second time."""
+    from tests.ami.transfers import blind_transfer_nobody_takes
+
+    sent = await _published(blind_transfer_nobody_takes)
+    assert _ends(sent["op1"]) == [(True, None)]
+    assert [e["event"] for e in sent["op1"]] == ["answered", "call_ended"]
+    assert sent["op2"] == [] and sent["op3"] == []
+
+
+async def test_each_operator_of_a_chain_gets_one_call_ended() -> None:
+    from tests.ami.transfers import blind_transfer_chain
+
+    sent = await _published(blind_transfer_chain)
+    assert _ends(sent["op1"]) == [(True, None)]
+    assert _ends(sent["op2"]) == [(True, None)]
+    assert _ends(sent["op3"]) == [(True, "operator")]  # the call's end: it is theirs
+    for op in ("op1", "op2", "op3"):
+        assert [e["event"] for e in sent[op]] == ["answered", "call_ended"]
