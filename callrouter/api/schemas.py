@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from callrouter.domain.interfaces import INTERFACE_PATTERN, MAX_INTERFACE_LENGTH, check_interface
 from callrouter.domain.model import Action, OperatorState, Outcome, TicketStatus, Tier
+from callrouter.legs import LegEnd
 from callrouter.store.records import Role
 
 # Free text may hold anything a person types except control characters (PostgreSQL
@@ -124,20 +125,65 @@ class FlagsOut(BaseModel):
     notes: str
 
 
+class CallLegOut(BaseModel):
+    """One party's part of a call: the first answer, then one per transfer."""
+
+    seq: int
+    operator_id: str | None = Field(description="null: a party no operator claims")
+    operator_name: str | None
+    interface: str | None
+    via: str = Field(description="How they got the call: queue, dial (a direct Dial "
+                                 "answered) or transfer (the target of an attended transfer)")
+    answered_at: datetime | None
+    ended_at: datetime | None = Field(description="null while this leg is live")
+    hold_seconds: int = Field(description="The caller's wait before this leg")
+    talk_seconds: int
+    ended_how: LegEnd | None = Field(description="null while this leg is live")
+    hangup_by: str | None = Field(description="caller or operator, when the call ended here")
+    transferred_to: str | None = Field(description="The operator of the next leg")
+    transferred_to_name: str | None
+    transfer_target: str | None = Field(
+        description="What the transfer named: Extension@Context of a blind transfer, the "
+                    "target's interface of an attended one")
+
+
+class CallNoteOut(BaseModel):
+    """One handler's own follow-up on the call."""
+
+    operator_id: str
+    operator_name: str | None
+    note: str | None
+    resolved: bool | None
+    updated_at: datetime
+
+
 class CallOut(BaseModel):
     id: str
     started_at: datetime
     answered_at: datetime | None
     ended_at: datetime | None
     queue: str | None
-    operator_id: str | None = Field(description="Who answered")
+    operator_id: str | None = Field(
+        description="Who handled the call last (who answered, unless it was transferred)")
     operator_name: str | None
     outcome: Outcome
-    talk_seconds: int
+    talk_seconds: int = Field(description="Every party's time with the caller, added up")
     hold_seconds: int
-    resolved: bool | None
-    note: str | None
+    resolved: bool | None = Field(
+        description="The call's verdict: that of the handler who had the caller latest "
+                    "among those who gave one (or a supervisor's, set directly)")
+    note: str | None = Field(
+        description="The call's own note: a supervisor's, or one written before "
+                    "per-operator notes; each handler's note is in notes")
     escalated: bool
+    transferred: bool = False
+    transferred_from: str | None = Field(None, description="Who answered first, after a transfer")
+    handled_by: list[str] = Field(
+        default_factory=list, description="Every operator who had the call, in order")
+    legs: list[CallLegOut] = Field(default_factory=list,
+                                   description="Empty for calls recorded before legs existed")
+    notes: list[CallNoteOut] = Field(default_factory=list,
+                                     description="Each handler's own note and verdict")
 
 
 class TicketOut(BaseModel):

@@ -215,10 +215,14 @@ async def test_caller_and_call_actions(world: World) -> None:
     assert classed["vip_class"] == "gold"
     assert noted["notes"] == "call after 6 pm"
     assert resolved.json()["resolved"] is False
-    assert call_note.json()["note"] == "router reset"
+    # The operator's note is their own (in notes); the call's own note stays empty.
+    mine = {"operator_id": "op1", "operator_name": "Anna", "note": "router reset",
+            "resolved": False, "updated_at": "2026-11-23T12:00:00Z"}
+    assert call_note.json()["notes"] == [mine] and call_note.json()["note"] is None
     assert context["vip_class"] == "gold"
     assert context["recent_calls"][0]["resolved"] is False
-    assert context["recent_calls"][0]["note"] == "router reset"
+    assert context["recent_calls"][0]["notes"] == [mine]
+    assert context["recent_calls"][0]["handled_by"] == ["op1"]
     assert context["sticky"]["blocked"] is True  # flagged by op1: op1 is protected
 
 

@@ -59,8 +59,9 @@ async def test_operator_cannot_touch_other_calls(world: World, call: str) -> Non
     async with world.client("operator") as client:
         r1 = await client.put(f"/api/v1/calls/{call_id}/resolved", json={"resolved": True})
         r2 = await client.put(f"/api/v1/calls/{call_id}/note", json={"note": "x"})
-    assert (r1.status_code, r2.status_code) == (403, 403)
-    assert r1.json() == REFUSED
+        r3 = await client.get(f"/api/v1/calls/{call_id}")
+    assert (r1.status_code, r2.status_code, r3.status_code) == (403, 403, 403)
+    assert r1.json() == REFUSED == r3.json()
 
 
 async def test_operator_cannot_touch_other_tickets(world: World) -> None:

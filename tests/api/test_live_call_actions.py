@@ -18,6 +18,7 @@ from callrouter.ami.interfaces import InterfaceMap
 from callrouter.ami.message import AmiMessage, parse_block
 from callrouter.ami.tracker import CallTracker
 from callrouter.api.services.streams import screen_pop
+from callrouter.legs import LegEnd
 from callrouter.service.ports import CallRecord
 from callrouter.simulator.ami_traces import asterisk_events
 from callrouter.store import Store
@@ -108,7 +109,9 @@ async def test_the_answering_operator_writes_during_the_call_others_are_refused(
         mine = next(c for c in r.json()["recent_calls"] if c["id"] == call_id)
         assert (mine["operator_id"], mine["outcome"], mine["ended_at"]) == (
             "op1", "in_progress", None)
-        assert mine["note"] == "router reboots every hour" and mine["resolved"] is True
+        assert [(n["operator_id"], n["note"]) for n in mine["notes"]] == [
+            ("op1", "router reboots every hour")]
+        assert mine["resolved"] is True and mine["note"] is None
         # The screen-pop of this call names its row for op1 only.
         payload = {"server_id": "default", "uniqueid": TRACE_UNIQUEID, "operator_id": "op1",
                    "caller_number": ANNA_CALLER, "decision_id": decision.id,
@@ -129,7 +132,10 @@ async def test_the_answering_operator_writes_during_the_call_others_are_refused(
         assert (done.outcome.value, done.operator_id, done.ended_at) == (
             "answered", "op1", final.ended_at)
         assert (done.talk_seconds, done.hangup_by) == (final.talk_seconds, "caller")
-        assert (done.note, done.resolved) == ("router reboots every hour", True)
+        assert [(n.operator_id, n.note) for n in done.notes] == [
+            ("op1", "router reboots every hour")]
+        assert done.resolved is True
+        assert [(leg.operator_id, leg.end) for leg in done.legs] == [("op1", LegEnd.HUNG_UP)]
         assert done.caller_number == ANNA_CALLER  # routing's number, not AMI's
         assert await act(boris, call_id, "still not mine") == (403, 403)
         assert await act(anna, call_id, "wrap-up") == (200, 200)

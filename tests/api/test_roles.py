@@ -28,6 +28,7 @@ TABLE: list[tuple[str, str, Any, tuple[int | None, int | None, int | None, int |
     # opt-out is "me": admin and supervisor tokens here are bound to no operator
     ("PUT", f"/api/v1/callers/{A}/opt-out", None, (403, 403, 200, 403)),
     ("DELETE", f"/api/v1/callers/{A}/opt-out", None, (403, 403, 200, 403)),
+    ("GET", "/api/v1/calls/{anna_call}", None, (200, 200, 200, 403)),
     ("PUT", "/api/v1/calls/{anna_call}/resolved", {"resolved": True}, (200, 200, 200, 403)),
     ("PUT", "/api/v1/calls/{anna_call}/note", {"note": "ok"}, (200, 200, 200, 403)),
     ("PATCH", "/api/v1/tickets/{ticket}", {"status": "closed"}, (200, 200, 200, 403)),

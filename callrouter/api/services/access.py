@@ -25,7 +25,7 @@ def own_operator(principal: Principal) -> str:
 
 
 async def check_caller(tx: Transaction, principal: Principal, number: str) -> None:
-    """403 for an operator who never answered a call of ``number`` (existing or not)."""
+    """403 for an operator who never handled a call of ``number`` (existing or not)."""
     if not principal.is_operator:
         return
     operator_id = own_operator(principal)
@@ -34,13 +34,23 @@ async def check_caller(tx: Transaction, principal: Principal, number: str) -> No
 
 
 async def call_for(tx: Transaction, principal: Principal, call_id: str) -> StoredCall | None:
-    """The call if this principal may act on it; operators get 403 for others' and missing."""
+    """The call if this principal may act on it; operators get 403 for missing calls and
+    for calls they never handled (every operator who had the call, also one who
+    transferred it on, may: their follow-up is theirs to finish)."""
     call = await tx.calls.get(call_id)
     if principal.is_operator:
         operator_id = own_operator(principal)
-        if call is None or call.operator_id != operator_id:
+        if call is None or not call.handled_by(operator_id):
             raise Forbidden(NOT_YOURS)
     return call
+
+
+def own_part(principal: Principal, call: StoredCall) -> str | None:
+    """The operator whose own note and verdict this principal writes on ``call``: the
+    token's operator, when they handled it. None for supervisors and admins who did not
+    (they write the call's own note and verdict)."""
+    operator_id = principal.operator_id
+    return operator_id if operator_id is not None and call.handled_by(operator_id) else None
 
 
 async def ticket_for(tx: Transaction, principal: Principal, ticket_id: str) -> Ticket | None:

@@ -66,21 +66,46 @@ async def opt_out(
 
 
 async def call_resolved(
-    tx: Transaction, who: Principal, call_id: str, resolved: bool | None
+    tx: Transaction, who: Principal, call_id: str, resolved: bool | None, now: datetime
 ) -> s.CallOut:
-    if await access.call_for(tx, who, call_id) is None:
+    """A handler's own verdict (the call's verdict follows the handlers'), or, for a
+    supervisor or admin who did not handle the call, the call's verdict directly."""
+    call = await access.call_for(tx, who, call_id)
+    if call is None:
         raise Missing(f"no call {call_id!r}")
-    call = await tx.calls.mark_resolved(call_id, resolved)
+    mine = access.own_part(who, call)
+    if mine is not None:
+        call = await tx.calls.set_operator_verdict(call_id, mine, resolved, now)
+    else:
+        call = await tx.calls.mark_resolved(call_id, resolved)
     await tx.audit.append(who.actor, "call.resolved", subject=call_id,
-                          details={"resolved": resolved})
+                          details={"resolved": resolved, "operator_id": mine,
+                                   "call_resolved": call.resolved})
     return call_out(call, await tx.operators.all())
 
 
-async def call_note(tx: Transaction, who: Principal, call_id: str, note: str | None) -> s.CallOut:
-    if await access.call_for(tx, who, call_id) is None:
+async def call_note(
+    tx: Transaction, who: Principal, call_id: str, note: str | None, now: datetime
+) -> s.CallOut:
+    """A handler's own note, or, for a supervisor or admin who did not handle the call,
+    the call's own note."""
+    call = await access.call_for(tx, who, call_id)
+    if call is None:
         raise Missing(f"no call {call_id!r}")
-    call = await tx.calls.set_note(call_id, note)
-    await tx.audit.append(who.actor, "call.note", subject=call_id)
+    mine = access.own_part(who, call)
+    if mine is not None:
+        call = await tx.calls.set_operator_note(call_id, mine, note, now)
+    else:
+        call = await tx.calls.set_note(call_id, note)
+    await tx.audit.append(who.actor, "call.note", subject=call_id,
+                          details={"operator_id": mine})
+    return call_out(call, await tx.operators.all())
+
+
+async def get_call(tx: Transaction, who: Principal, call_id: str) -> s.CallOut:
+    call = await access.call_for(tx, who, call_id)
+    if call is None:
+        raise Missing(f"no call {call_id!r}")
     return call_out(call, await tx.operators.all())
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from callrouter.api import schemas as s
 from callrouter.domain.model import Caller, CallerFlags, Decision, Incident, Operator, Ticket
+from callrouter.legs import CallLeg
 from callrouter.numbers import mask
 from callrouter.service.ports import DecisionRecord
 from callrouter.store.records import StoredCall, TokenInfo
@@ -61,8 +62,29 @@ def flags_out(flags: CallerFlags) -> s.FlagsOut:
     )
 
 
+def _name(operators: Mapping[str, Operator], operator_id: str | None) -> str | None:
+    who = operators.get(operator_id) if operator_id else None
+    return who.name if who else None
+
+
+def leg_out(leg: CallLeg, operators: Mapping[str, Operator]) -> s.CallLegOut:
+    return s.CallLegOut(
+        seq=leg.seq, operator_id=leg.operator_id, operator_name=_name(operators, leg.operator_id),
+        interface=leg.interface, via=leg.via, answered_at=leg.answered_at,
+        ended_at=leg.ended_at, hold_seconds=leg.hold_seconds, talk_seconds=leg.talk_seconds,
+        ended_how=leg.end, hangup_by=leg.hangup_by, transferred_to=leg.transferred_to,
+        transferred_to_name=_name(operators, leg.transferred_to),
+        transfer_target=leg.transfer_target,
+    )
+
+
 def call_out(call: StoredCall, operators: Mapping[str, Operator]) -> s.CallOut:
     who = operators.get(call.operator_id) if call.operator_id else None
+    handlers = call.handlers
+    # Handlers' notes in the order they had the call, then any other (a handler the legs
+    # no longer name) by time.
+    rank = {op: i for i, op in enumerate(handlers)}
+    notes = sorted(call.notes, key=lambda n: (rank.get(n.operator_id, len(rank)), n.updated_at))
     return s.CallOut(
         id=call.id,
         started_at=call.started_at,
@@ -77,6 +99,15 @@ def call_out(call: StoredCall, operators: Mapping[str, Operator]) -> s.CallOut:
         resolved=call.resolved,
         note=call.note,
         escalated=call.escalated,
+        transferred=call.transferred,
+        transferred_from=call.transferred_from,
+        handled_by=list(handlers),
+        legs=[leg_out(leg, operators) for leg in call.legs],
+        notes=[
+            s.CallNoteOut(operator_id=n.operator_id, operator_name=_name(operators, n.operator_id),
+                          note=n.note, resolved=n.resolved, updated_at=n.updated_at)
+            for n in notes
+        ],
     )
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import event, exists, select
+from sqlalchemy import event, exists, or_, select
 
 from callrouter.domain.model import Outcome
-from callrouter.store.models import CallRow
+from callrouter.store.models import CallLegRow, CallRow
 from callrouter.store.store import Transaction
 
 # A call "in progress" for longer than this lost its end somewhere (AMI link down).
@@ -16,10 +16,12 @@ LIVE_CALL_HORIZON = timedelta(hours=6)
 
 
 async def operator_talked_to(tx: Transaction, operator_id: str, number: str) -> bool:
-    """Whether ``operator_id`` answered any call of ``number`` (an index lookup by caller)."""
-    stmt = select(
-        exists().where(CallRow.caller_number == number, CallRow.operator_id == operator_id)
-    )
+    """Whether ``operator_id`` handled any call of ``number``: answered it, took it by a
+    transfer or transferred it on (the caller's calls by index, then each call's legs by
+    primary key)."""
+    leg = exists().where(CallLegRow.call_id == CallRow.id, CallLegRow.operator_id == operator_id)
+    handled = or_(CallRow.operator_id == operator_id, CallRow.transferred_from == operator_id, leg)
+    stmt = select(exists().where(CallRow.caller_number == number, handled))
     return bool(await tx.session.scalar(stmt))
 
 

@@ -119,13 +119,16 @@ async def screen_pop(deps: ApiDeps, operator_id: str, payload: dict[str, Any]) -
 async def _call_row_id(
     tx: Transaction, operator_id: str, payload: dict[str, Any]
 ) -> str | None:
-    """The call log row of the call AMI names, if it is this operator's (or nobody's yet:
-    the row learns who answered when the listener's record is written)."""
+    """The call log row of the call AMI names, if this operator handled it (also one who
+    transferred it on: their follow-up is still theirs) or nobody is recorded yet (the
+    row learns who answered when the listener's record is written)."""
     uniqueid = payload.get("uniqueid")
     if not uniqueid:
         return None
     row = await tx.calls.get_by_uniqueid(uniqueid, payload.get("server_id") or "default")
-    return row.id if row is not None and row.operator_id in (None, operator_id) else None
+    if row is None:
+        return None
+    return row.id if row.operator_id is None or row.handled_by(operator_id) else None
 
 
 async def call_ended(deps: ApiDeps, operator_id: str, payload: dict[str, Any]) -> dict[str, Any]:
