@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from callrouter.fastagi.handler import (
-    AgiSession,
+    AgiRoute,
     RouteHandler,
     Router,
     SessionObserver,
@@ -31,7 +31,7 @@ def build_server(
 
 
 __all__ = [
-    "AgiSession",
+    "AgiRoute",
     "FastAgiServer",
     "RouteHandler",
     "Router",

@@ -23,10 +23,10 @@ from typing import Any
 from callrouter.domain.reasons import ReasonCode
 from callrouter.fastagi.handler import (
     DEFAULT_BUDGET,
-    AgiSession,
     QueueOnlyRouter,
     RouteHandler,
     Router,
+    converse,
 )
 from callrouter.fastagi.protocol import ENV_MAX_BYTES, AgiChannel, AgiError
 
@@ -116,7 +116,7 @@ async def run_classic(
                 log.error("building the router from %s took too long; entry queue", spec)
                 router = QueueOnlyRouter("router start timed out")
         handler = RouteHandler(router, budget=budget, default_queue=default_queue)
-        await handler(AgiSession(channel=channel, env=env, peer_name=lambda: "stdin"))
+        await converse(handler.start, channel, env, lambda: "stdin")
     except AgiError as exc:
         log.info("classic AGI ended early: %s", exc)
     except Exception:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -15,7 +13,7 @@ from callrouter import channel_vars as cv
 from callrouter.aio import retrieve_exception
 from callrouter.domain.model import Action, Decision
 from callrouter.domain.reasons import Reason, ReasonCode
-from callrouter.fastagi.protocol import AgiChannel, AgiEnvironment, AgiHangup, quote_arg
+from callrouter.fastagi.protocol import AgiChannel, AgiEnvironment, set_variables
 from callrouter.ids import new_id
 from callrouter.numbers import mask
 from callrouter.service.ports import DecisionRecord, InboundCall
@@ -59,23 +57,15 @@ class SessionObserver:
         """A connection was closed before reading it (e.g. ``too_many_sessions``)."""
 
 
-@dataclass(slots=True)
-class AgiSession:
-    """What a handler gets: the channel to talk on and the environment already read."""
-
-    channel: AgiChannel
-    env: AgiEnvironment
-    # who is at the other end, asked only when a log line needs it (a getpeername per call
-    # for nothing otherwise)
-    peer_name: Callable[[], str] = str
-
-    @property
-    def peer(self) -> str:
-        return self.peer_name()
-
-
-AgiHandler = Callable[[AgiSession], Awaitable[None]]
-
+# What a route gets and gives. A route is started with the environment already read, a
+# way to name the peer for log lines (a getpeername per call for nothing otherwise) and
+# ``answer``, which it calls exactly once, possibly later, with the channel variables to
+# set and ``delivered``, which the server calls once Asterisk has taken them. It may return
+# ``Abandon``: called when the session is dropped before it answered (the server closing).
+Delivered = Callable[[], None]
+Answer = Callable[[Mapping[str, str], Delivered], None]
+Abandon = Callable[[], None]
+AgiRoute = Callable[[AgiEnvironment, Callable[[], str], Answer], Abandon | None]
 
 
 def inbound_call(env: AgiEnvironment, *, default_queue: str, server_id: str = "default") -> (
@@ -143,45 +133,6 @@ def channel_variables(record: DecisionRecord, *, default_queue: str) -> dict[str
     }
 
 
-# Characters that pass unchanged through res_agi's parser *and* the app-argument splitter
-# (commas, quotes, backslashes, parentheses, brackets and '=' are special there).
-_MSET_SAFE = re.compile(r"^[A-Za-z0-9_./:@+#*~-]*$")
-
-
-async def set_variables(channel: AgiChannel, values: Mapping[str, str]) -> int:
-    """Set channel variables in as few round trips as possible; returns the round trips.
-
-    Safe values go in one ``EXEC MSet A=1,B=2`` (one round trip, Asterisk answers
-    ``200 result=0``); a value with special characters gets its own ``SET VARIABLE``. If
-    MSet is refused (510/520, or ``result=-2`` when the app is missing) we fall back to one
-    ``SET VARIABLE`` per variable.
-    """
-    rest: dict[str, str] = {}
-    if _MSET_SAFE.match("".join(values.values())):  # the usual case: one check for all
-        pairs = [f"{key}={value}" for key, value in values.items()]
-    else:
-        pairs = []
-        for key, value in values.items():
-            if _MSET_SAFE.match(value):
-                pairs.append(f"{key}={value}")
-            else:
-                rest[key] = value
-    trips = 0
-    if pairs:
-        reply = await channel.command(f"EXEC MSet {quote_arg(','.join(pairs))}")
-        trips += 1
-        if not reply.ok or reply.result == -2:
-            log.warning("MSet refused (%s %s); setting variables one by one",
-                        reply.code, reply.extra[:60])
-            rest = dict(values)
-    for key, value in rest.items():
-        if channel.hungup:
-            raise AgiHangup("caller hung up while variables were being set")
-        await channel.command(f"SET VARIABLE {key} {quote_arg(value)}")
-        trips += 1
-    return trips
-
-
 class QueueOnlyRouter:
     """A router that always answers with the entry queue: the classic entry's stand-in when
     the real router cannot be built (fail open)."""
@@ -215,77 +166,40 @@ class RouteHandler:
         self.server_id = server_id
         self.observer = observer or SessionObserver()
 
-    async def __call__(self, session: AgiSession) -> None:
+    def start(self, env: AgiEnvironment, peer_name: Callable[[], str], answer: Answer) -> (
+        Abandon
+    ):
+        """The ``route`` route (an ``AgiRoute``): decide within the budget, then answer."""
         started = time.perf_counter()
-        call = inbound_call(session.env, default_queue=self.default_queue,
-                            server_id=self.server_id)
-        record, fallback = await self.decide(call)
-        await self._deliver(session, call, record, fallback, started)
+        call = inbound_call(env, default_queue=self.default_queue, server_id=self.server_id)
 
-    async def on_unknown_route(self, session: AgiSession) -> None:
+        def decided(record: DecisionRecord, fallback: ReasonCode | None) -> None:
+            self._answer(answer, call, record, fallback, started)
+
+        return _Pending(self, call, decided).abandon
+
+    def on_unknown_route(self, env: AgiEnvironment, peer_name: Callable[[], str],
+                         answer: Answer) -> None:
         """An ``agi://host/<something else>`` call: still give the caller the normal queue."""
-        call = inbound_call(session.env, default_queue=self.default_queue,
-                            server_id=self.server_id)
-        text = f"unknown AGI route {session.env.route[:40]!r}"
+        call = inbound_call(env, default_queue=self.default_queue, server_id=self.server_id)
+        text = f"unknown AGI route {env.route[:40]!r}"
         log.warning("%s from %s; letting the call through to queue %s",
-                    text, session.peer or "?", call.queue)
+                    text, peer_name() or "?", call.queue)
         record = self._fallback(call, ReasonCode.FALLBACK_BAD_INPUT, text)
-        await self._deliver(session, call, record, ReasonCode.FALLBACK_BAD_INPUT,
-                            time.perf_counter())
+        self._answer(answer, call, record, ReasonCode.FALLBACK_BAD_INPUT, time.perf_counter())
 
     async def decide(self, call: InboundCall) -> tuple[DecisionRecord, ReasonCode | None]:
-        """The router's decision within the budget, else its fallback (never raises).
-
-        The routing runs as its own task. When the budget runs out it is abandoned, not
-        cancelled: ``wanted()`` turns false so it records nothing, and a router that never
-        finishes cannot hold the call either way.
-        """
-        loop = asyncio.get_running_loop()
-        abandoned = False
-
-        def wanted() -> bool:
-            return not abandoned
-
-        task = loop.create_task(self.router.route_call(call, wanted=wanted))
-        # A future woken by the task or the budget's timer, whichever comes first (what
-        # asyncio.wait(timeout=) does, without its extra futures and callbacks per call).
-        waiter = loop.create_future()
-
-        def wake(_: object = None) -> None:
-            if not waiter.done():
-                waiter.set_result(None)
-
-        timer = loop.call_later(self.budget, wake)
-        task.add_done_callback(wake)
+        """The router's decision within the budget, else its fallback (never raises)."""
+        decided: asyncio.Future[tuple[DecisionRecord, ReasonCode | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        pending = _Pending(self, call, lambda record, fallback: decided.set_result(
+            (record, fallback)))
         try:
-            await waiter
-        except BaseException:  # the session itself ended (server closing): drop the routing
-            abandoned = True
-            task.cancel()
-            task.add_done_callback(retrieve_exception)
+            return await decided
+        except BaseException:
+            pending.abandon()
             raise
-        finally:
-            timer.cancel()
-            task.remove_done_callback(wake)
-        if not task.done():
-            abandoned = True
-            task.add_done_callback(retrieve_exception)
-            text = f"no decision within {self.budget * 1000:.0f} ms"
-            log.warning("%s for caller %s uniqueid %s; letting the call through to queue %s",
-                        text, mask(call.caller_raw), call.uniqueid, call.queue)
-            return self._fallback(call, ReasonCode.FALLBACK_TIMEOUT, text), (
-                ReasonCode.FALLBACK_TIMEOUT
-            )
-        exc = task.exception()
-        if exc is not None:
-            log.error("routing failed for caller %s uniqueid %s (%s: %s); letting the call "
-                      "through to queue %s", mask(call.caller_raw), call.uniqueid,
-                      type(exc).__name__, exc, call.queue)
-            return self._fallback(call, ReasonCode.FALLBACK_ERROR,
-                                  f"routing failed: {type(exc).__name__}"), (
-                ReasonCode.FALLBACK_ERROR
-            )
-        return task.result(), None
 
     def _fallback(self, call: InboundCall, code: ReasonCode, text: str) -> DecisionRecord:
         try:
@@ -294,24 +208,107 @@ class RouteHandler:
             log.exception("router fallback failed; using the adapter's own queue decision")
             return last_resort_record(call, code, text)
 
-    async def _deliver(
-        self,
-        session: AgiSession,
-        call: InboundCall,
-        record: DecisionRecord,
-        fallback: ReasonCode | None,
-        started: float,
-    ) -> None:
+    def _answer(self, answer: Answer, call: InboundCall, record: DecisionRecord,
+                fallback: ReasonCode | None, started: float) -> None:
         values = channel_variables(record, default_queue=call.queue or self.default_queue)
-        await set_variables(session.channel, values)
-        self.observer.decision(record, time.perf_counter() - started, fallback)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("call %s from %s: %s %s queue=%s reason=%s decision=%s",
-                      call.uniqueid, mask(call.caller_raw), values[cv.ACTION],
-                      values[cv.TARGET] or "-", values[cv.QUEUE], values[cv.REASON],
-                      values[cv.DECISION])
+
+        def delivered() -> None:
+            self.observer.decision(record, time.perf_counter() - started, fallback)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("call %s from %s: %s %s queue=%s reason=%s decision=%s",
+                          call.uniqueid, mask(call.caller_raw), values[cv.ACTION],
+                          values[cv.TARGET] or "-", values[cv.QUEUE], values[cv.REASON],
+                          values[cv.DECISION])
+
+        answer(values, delivered)
 
 
-def route_table(handler: RouteHandler) -> dict[str, AgiHandler]:
-    """The one registration point for AGI routes: route name -> handler."""
-    return {"route": handler}
+class _Pending:
+    """One routing in flight: the router's task raced against the budget's timer.
+
+    When the budget runs out first the routing is abandoned, not cancelled: ``wanted()``
+    turns false so it records nothing, the caller gets the fallback at once, and a router
+    that never finishes cannot hold the call either way. ``abandon()`` (the session was
+    dropped: the server is closing) cancels it.
+    """
+
+    __slots__ = ("_call", "_decided", "_handler", "_over", "_task", "_timer")
+
+    def __init__(self, handler: RouteHandler, call: InboundCall,
+                 decided: Callable[[DecisionRecord, ReasonCode | None], None]) -> None:
+        loop = asyncio.get_running_loop()
+        self._handler = handler
+        self._call = call
+        self._decided = decided
+        self._over = False  # decided (by the router or the fallback) or abandoned
+        self._task = loop.create_task(handler.router.route_call(call, wanted=self.wanted))
+        self._timer = loop.call_later(handler.budget, self._late)
+        self._task.add_done_callback(self._done)
+
+    def wanted(self) -> bool:
+        return not self._over
+
+    def _done(self, task: asyncio.Task[DecisionRecord]) -> None:
+        if self._over:
+            return
+        self._over = True
+        self._timer.cancel()
+        call, handler = self._call, self._handler
+        exc = BaseException("cancelled") if task.cancelled() else task.exception()
+        if exc is None:
+            self._decided(task.result(), None)
+            return
+        log.error("routing failed for caller %s uniqueid %s (%s: %s); letting the call "
+                  "through to queue %s", mask(call.caller_raw), call.uniqueid,
+                  type(exc).__name__, exc, call.queue)
+        self._decided(handler._fallback(call, ReasonCode.FALLBACK_ERROR,
+                                        f"routing failed: {type(exc).__name__}"),
+                      ReasonCode.FALLBACK_ERROR)
+
+    def _late(self) -> None:
+        if self._over or self._task.done():  # done: its callback is already on its way
+            return
+        self._over = True
+        self._task.add_done_callback(retrieve_exception)
+        call, handler = self._call, self._handler
+        text = f"no decision within {handler.budget * 1000:.0f} ms"
+        log.warning("%s for caller %s uniqueid %s; letting the call through to queue %s",
+                    text, mask(call.caller_raw), call.uniqueid, call.queue)
+        self._decided(handler._fallback(call, ReasonCode.FALLBACK_TIMEOUT, text),
+                      ReasonCode.FALLBACK_TIMEOUT)
+
+    def abandon(self) -> None:
+        if self._over:
+            return
+        self._over = True
+        self._timer.cancel()
+        self._task.cancel()
+        self._task.add_done_callback(retrieve_exception)
+
+
+async def converse(route: AgiRoute, channel: AgiChannel, env: AgiEnvironment,
+                   peer_name: Callable[[], str] = str) -> None:
+    """Run a route over an ``AgiChannel`` (the classic entry): wait for its answer, then set
+    the variables with one command at a time."""
+    answered: asyncio.Future[tuple[Mapping[str, str], Delivered]] = (
+        asyncio.get_running_loop().create_future()
+    )
+
+    def answer(values: Mapping[str, str], delivered: Delivered) -> None:
+        if not answered.done():
+            answered.set_result((values, delivered))
+
+    abandon = route(env, peer_name, answer)
+    try:
+        values, delivered = await answered
+    except BaseException:
+        if abandon is not None:
+            abandon()
+        raise
+    await set_variables(channel, values)
+    delivered()
+
+
+def route_table(handler: RouteHandler) -> dict[str, AgiRoute]:
+    """The one registration point for AGI routes: route name -> route."""
+    return {"route": handler.start}

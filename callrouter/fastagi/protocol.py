@@ -11,11 +11,14 @@ Asterisk has no command timeout, so every read here has one.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
+
+log = logging.getLogger("callrouter.fastagi")
 
 ENV_TIMEOUT = 2.0
 ENV_MAX_BYTES = 16 * 1024
@@ -179,6 +182,145 @@ def quote_arg(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def environment_from_block(raw: bytes, *, max_bytes: int = ENV_MAX_BYTES,
+                           max_line: int = ENV_MAX_LINE) -> AgiEnvironment:
+    """The environment from its block as read off the wire: ``raw`` ends with the empty
+    line (``b"\\n\\n"``; the block ``b"\\n\\n"`` alone is the empty block).
+
+    Refused with a typed error: a block over ``max_bytes``, a line over ``max_line``, an
+    empty block, a line that is not ``agi_<name>: <value>``; ``AgiHangup`` when Asterisk
+    wrote ``HANGUP`` inside it (the caller hung up while the block was being sent).
+    """
+    if len(raw) > max_bytes:
+        raise AgiProtocolError(f"environment block exceeds {max_bytes} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # Asterisk passes caller names through as they came from the trunk
+        text = raw.decode("latin-1")
+    body = text[:-2]  # without the block's ending empty line
+    if not body:
+        raise AgiProtocolError("empty environment block")
+    if len(body) > max_line and max(map(len, body.split("\n"))) > max_line:
+        longest = max(map(len, body.split("\n")))
+        raise AgiProtocolError(f"line of {longest + 1} bytes exceeds {max_line}")
+    if "HANGUP" in body and "HANGUP" in body.split("\n"):
+        raise AgiHangup("HANGUP inside the environment block")
+    return parse_environment_text(body)
+
+
+def unfinished_block(partial: bytes) -> AgiError:
+    """The error for a stream that ended inside the environment block."""
+    if b"HANGUP\n" in partial:
+        return AgiHangup("HANGUP inside the environment block")
+    return AgiEndOfStream(f"connection closed ({len(partial)} bytes pending)")
+
+
+def decode_line(raw: bytes) -> str:
+    """One reply line without its LF."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # Asterisk passes caller names through as they came from the trunk
+        return raw.decode("latin-1")
+
+
+class ReplyReader:
+    """Assembles replies from lines (sans-IO: fed one line at a time, by ``AgiChannel`` and
+    by the FastAGI session alike).
+
+    ``feed`` answers the reply once it is complete, else None: a ``HANGUP`` line before a
+    reply only sets ``hungup`` (Asterisk still answers the command, in dead mode); a
+    ``520-`` usage block ends only at its ``520 `` line (its text may contain ``200
+    result=1``). Garbage and a block that does not end raise ``AgiProtocolError``.
+    """
+
+    __slots__ = ("_block", "hungup")
+
+    def __init__(self) -> None:
+        self.hungup = False
+        self._block: list[str] | None = None
+
+    def feed(self, line: str) -> AgiReply | None:
+        block = self._block
+        if block is not None:
+            block.append(line)
+            if line.startswith("520 "):
+                self._block = None
+                return AgiReply(code=520, extra="\n".join(block[1:-1]), lines=tuple(block))
+            if len(block) > REPLY_MAX_LINES:
+                raise AgiProtocolError("520 usage block does not end")
+            return None
+        if line == "HANGUP":
+            self.hungup = True
+            return None
+        if line.startswith("520-"):
+            self._block = [line]
+            return None
+        return parse_reply_line(line)
+
+
+# Characters that pass unchanged through res_agi's parser *and* the app-argument splitter
+# (commas, quotes, backslashes, parentheses, brackets and '=' are special there).
+_MSET_SAFE = re.compile(r"^[A-Za-z0-9_./:@+#*~-]*$")
+
+
+class VariableSetter:
+    """The commands that set channel variables, in as few round trips as possible (sans-IO:
+    ``first()``, then ``next(reply, hungup)`` after each reply, until None).
+
+    Safe values go in one ``EXEC MSet A=1,B=2`` (one round trip, Asterisk answers ``200
+    result=0``); a value with special characters gets its own ``SET VARIABLE``. If MSet is
+    refused (510/520, or ``result=-2`` when the app is missing) every variable is set one by
+    one. Once the caller hung up, no further ``SET VARIABLE`` is sent (``AgiHangup``).
+    """
+
+    __slots__ = ("_first", "_mset", "rest", "trips", "values")
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self.values = values
+        self.rest: list[str] = []
+        self.trips = 0
+        self._mset = False
+        if _MSET_SAFE.match("".join(values.values())):  # the usual case: one check for all
+            pairs = [f"{key}={value}" for key, value in values.items()]
+        else:
+            pairs = []
+            for key, value in values.items():
+                if _MSET_SAFE.match(value):
+                    pairs.append(f"{key}={value}")
+                else:
+                    self.rest.append(key)
+        self._first: str | None = None
+        if pairs:
+            self._mset = True
+            self._first = f"EXEC MSet {quote_arg(','.join(pairs))}"
+
+    def first(self) -> str | None:
+        if self._first is not None:
+            self.trips += 1
+            return self._first
+        return self._next_set()
+
+    def next(self, reply: AgiReply, hungup: bool) -> str | None:
+        if self._mset:
+            self._mset = False
+            if not reply.ok or reply.result == -2:
+                log.warning("MSet refused (%s %s); setting variables one by one",
+                            reply.code, reply.extra[:60])
+                self.rest = list(self.values)
+        if self.rest and hungup:
+            raise AgiHangup("caller hung up while variables were being set")
+        return self._next_set()
+
+    def _next_set(self) -> str | None:
+        if not self.rest:
+            return None
+        key = self.rest.pop(0)
+        self.trips += 1
+        return f"SET VARIABLE {key} {quote_arg(self.values[key])}"
+
+
 class LineReader(Protocol):
     """The reading half: an asyncio.StreamReader (classic entry) or an AgiConnection."""
 
@@ -227,11 +369,7 @@ class AgiChannel:
             raise AgiEndOfStream(f"connection lost: {exc}") from None
         if len(raw) > max_line + 1:
             raise AgiProtocolError(f"line of {len(raw)} bytes exceeds {max_line}")
-        try:
-            return raw[:-1].decode("utf-8")
-        except UnicodeDecodeError:
-            # Asterisk passes caller names through as they came from the trunk
-            return raw[:-1].decode("latin-1")
+        return decode_line(raw[:-1])
 
     async def read_environment(
         self,
@@ -258,22 +396,7 @@ class AgiChannel:
                 raise AgiTimeout(
                     f"no complete environment block within {timeout:.1f} s"
                 ) from None
-        if len(raw) > max_bytes:
-            raise AgiProtocolError(f"environment block exceeds {max_bytes} bytes")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            # Asterisk passes caller names through as they came from the trunk
-            text = raw.decode("latin-1")
-        body = text[:-2]  # without the block's ending empty line
-        if not body:
-            raise AgiProtocolError("empty environment block")
-        if len(body) > max_line and max(map(len, body.split("\n"))) > max_line:
-            longest = max(map(len, body.split("\n")))
-            raise AgiProtocolError(f"line of {longest + 1} bytes exceeds {max_line}")
-        if "HANGUP" in body and "HANGUP" in body.split("\n"):
-            raise AgiHangup("HANGUP inside the environment block")
-        return parse_environment_text(body)
+        return environment_from_block(raw, max_bytes=max_bytes, max_line=max_line)
 
     async def _read_block(self, max_bytes: int) -> bytes:
         try:
@@ -282,9 +405,7 @@ class AgiChannel:
                 return first + b"\n"
             return first + await self._reader.readuntil(b"\n\n")
         except asyncio.IncompleteReadError as exc:
-            if b"HANGUP\n" in exc.partial:
-                raise AgiHangup("HANGUP inside the environment block") from None
-            raise AgiEndOfStream(f"connection closed ({len(exc.partial)} bytes pending)") from None
+            raise unfinished_block(exc.partial) from None
         except asyncio.LimitOverrunError:
             raise AgiProtocolError(f"environment block exceeds {max_bytes} bytes") from None
         except (ConnectionError, OSError) as exc:
@@ -318,24 +439,28 @@ class AgiChannel:
         return reply
 
     async def _read_reply(self, max_line: int) -> AgiReply:
-        line = await self._readline(max_line)
-        while line == "HANGUP":
+        replies = ReplyReader()
+        while (reply := replies.feed(await self._readline(max_line))) is None:
+            pass
+        if replies.hungup:
             self.hungup = True
-            line = await self._readline(max_line)
-        if line.startswith("520-"):
-            # usage text follows; it can contain "200 result=1", so only "520 " ends it
-            block = [line]
-            while True:
-                nxt = await self._readline(max_line)
-                block.append(nxt)
-                if nxt.startswith("520 "):
-                    return AgiReply(code=520, extra="\n".join(block[1:-1]), lines=tuple(block))
-                if len(block) > REPLY_MAX_LINES:
-                    raise AgiProtocolError("520 usage block does not end")
-        return parse_reply_line(line)
+        return reply
 
     def close(self) -> None:
         try:
             self._writer.close()
         except (ConnectionError, OSError, RuntimeError):
             pass
+
+
+async def set_variables(channel: AgiChannel, values: Mapping[str, str]) -> int:
+    """Set channel variables over ``channel`` (``VariableSetter``'s commands, each awaited);
+    returns the round trips."""
+    setter = VariableSetter(values)
+    command = setter.first()
+    while command is not None:
+        if channel.hungup and command.startswith("SET VARIABLE"):
+            raise AgiHangup("caller hung up while variables were being set")
+        reply = await channel.command(command)
+        command = setter.next(reply, channel.hungup)
+    return setter.trips

@@ -5,54 +5,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Mapping
-from functools import partial
 
-from callrouter.fastagi.connection import AgiConnection
-from callrouter.fastagi.handler import AgiHandler, AgiSession, SessionObserver
-from callrouter.fastagi.protocol import (
-    COMMAND_TIMEOUT,
-    ENV_MAX_BYTES,
-    ENV_MAX_LINE,
-    ENV_TIMEOUT,
-    AgiChannel,
-    AgiDeadChannel,
-    AgiEndOfStream,
-    AgiHangup,
-    AgiProtocolError,
-)
+from callrouter.fastagi.handler import AgiRoute, SessionObserver
+from callrouter.fastagi.protocol import ENV_MAX_BYTES, ENV_MAX_LINE, ENV_TIMEOUT
+from callrouter.fastagi.session import AgiSessionProtocol
 
 log = logging.getLogger("callrouter.fastagi")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4573
-STREAM_LIMIT = 8192  # the least a connection may buffer (a reply line, a 520 block)
+MAX_PENDING = 64 * 1024  # what a client may send after its environment block, unasked
 
 
 class FastAgiServer:
     """``await FastAgiServer(routes, fallback=...).start()``; ``await server.close()``.
 
-    Every session is bounded: the environment block must arrive within ``env_timeout`` and
-    ``env_max_bytes``, each command within ``command_timeout``, the whole session within
-    ``session_timeout``; at most ``max_sessions`` run at once (others are closed at once,
+    Every session is bounded (``AgiSessionProtocol``): the environment block must arrive
+    within ``env_timeout`` and ``env_max_bytes``, the whole session end within
+    ``session_timeout`` (the routing decision has its own, shorter budget in the route);
+    at most ``max_sessions`` run at once (others are closed at once,
     which Asterisk reports as AGISTATUS=SUCCESS with no variables: the dialplan's normal
     queue). A bad client only ever costs its own connection.
     """
 
     def __init__(
         self,
-        routes: Mapping[str, AgiHandler],
+        routes: Mapping[str, AgiRoute],
         *,
-        fallback: AgiHandler,
+        fallback: AgiRoute,
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         env_timeout: float = ENV_TIMEOUT,
         env_max_bytes: int = ENV_MAX_BYTES,
         env_max_line: int = ENV_MAX_LINE,
-        command_timeout: float = COMMAND_TIMEOUT,
         session_timeout: float = 5.0,
         max_sessions: int = 1000,
+        max_pending: int = MAX_PENDING,
         observer: SessionObserver | None = None,
     ) -> None:
         self.routes = dict(routes)
@@ -62,20 +51,21 @@ class FastAgiServer:
         self.env_timeout = env_timeout
         self.env_max_bytes = env_max_bytes
         self.env_max_line = env_max_line
-        self.command_timeout = command_timeout
         self.session_timeout = session_timeout
         self.max_sessions = max_sessions
+        self.max_pending = max_pending
         self.observer = observer or SessionObserver()
-        self.active = 0
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._sessions: set[AgiSessionProtocol] = set()
+
+    @property
+    def active(self) -> int:
+        """Sessions running now."""
+        return len(self._sessions)
 
     async def start(self) -> FastAgiServer:
-        # the environment block is read in one go, so the limit covers the whole block
-        # (and bounds the memory a connection may hold)
-        limit = max(STREAM_LIMIT, self.env_max_bytes)
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: AgiConnection(limit, self._opened), self.host, self.port, backlog=1024,
+            lambda: AgiSessionProtocol(self), self.host, self.port, backlog=1024,
         )
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
@@ -90,10 +80,8 @@ class FastAgiServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for session in list(self._sessions):
+            session.abort()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
@@ -111,80 +99,22 @@ class FastAgiServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _opened(self, conn: AgiConnection) -> None:
-        """A connection was accepted: its session runs as a task of its own."""
-        if self.active >= self.max_sessions:
+    # -- for the sessions -------------------------------------------------------------
+
+    def admit(self, session: AgiSessionProtocol) -> bool:
+        """A connection was accepted: may its session run? (False: it is closed at once.)"""
+        if len(self._sessions) >= self.max_sessions:
             self.observer.rejected("too_many_sessions")
             log.warning("%d FastAGI sessions already running; closing a new one at once "
-                        "(the dialplan sends that call to the normal queue)", self.active)
-            conn.close()
-            return
-        self.active += 1
-        task = asyncio.get_running_loop().create_task(self._accept(conn))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+                        "(the dialplan sends that call to the normal queue)",
+                        len(self._sessions))
+            return False
+        self._sessions.add(session)
+        return True
 
-    async def _accept(self, conn: AgiConnection) -> None:
-        try:
-            await self._session(conn)
-        finally:
-            self.active -= 1
-            # Not waiting for the close: the transport closes the socket on its own, and
-            # the session has nothing left to say.
-            conn.close()
-
-    async def _session(self, conn: AgiConnection) -> None:
-        """One session under one deadline: ``env_timeout`` for the environment block, then
-        ``session_timeout`` (from the connect) for the rest — the routing decision has its
-        own, shorter budget in the handler, and each AGI command waits at most until the
-        session's end (one timer per call instead of one per phase and command)."""
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        opened = loop.time()
-        channel = AgiChannel(conn, conn, command_timeout=None)
-        route = "?"
-        outcome = "ok"
-        phase = "env"
-        try:
-            async with asyncio.timeout_at(opened + self.env_timeout) as deadline:
-                env = await channel.read_environment(
-                    timeout=None, max_bytes=self.env_max_bytes, max_line=self.env_max_line,
-                )
-                phase = "route"
-                deadline.reschedule(opened + self.session_timeout)
-                route = env.route
-                handler = self.routes.get(route)
-                if handler is None:
-                    outcome = "unknown_route"
-                    handler = self.fallback
-                await handler(AgiSession(channel=channel, env=env, peer_name=partial(_peer, conn)))
-        except (AgiHangup, AgiDeadChannel) as exc:
-            outcome = "hangup"
-            log.info("FastAGI %s route %s: caller hung up (%s)", _peer(conn), route, exc)
-        except AgiEndOfStream as exc:
-            outcome = "closed"
-            log.info("FastAGI %s route %s: connection closed early (%s)", _peer(conn), route,
-                     exc)
-        except AgiProtocolError as exc:
-            outcome = "bad_client"
-            log.info("FastAGI %s: dropped (%s)", _peer(conn), exc)
-        except TimeoutError:
-            outcome = "bad_client"
-            if phase == "env":
-                log.info("FastAGI %s: dropped (no complete environment block within %.1f s)",
-                         _peer(conn), self.env_timeout)
-            else:
-                log.warning("FastAGI %s route %s: session exceeded %.1f s", _peer(conn),
-                            route, self.session_timeout)
-        except Exception:
-            outcome = "error"
-            log.exception("FastAGI %s route %s: handler failed", _peer(conn), route)
-        finally:
-            self.observer.session_end(route, outcome, time.perf_counter() - started)
-
-
-def _peer(conn: AgiConnection) -> str:
-    info = conn.get_extra_info("peername")
-    if isinstance(info, tuple) and len(info) >= 2:
-        return f"{info[0]}:{info[1]}"
-    return str(info or "")
+    def release(self, session: AgiSessionProtocol, route: str, outcome: str,
+                seconds: float) -> None:
+        """A session ended; ``outcome``: ok | hangup | closed | bad_client | error |
+        unknown_route."""
+        self._sessions.discard(session)
+        self.observer.session_end(route, outcome, seconds)
