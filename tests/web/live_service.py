@@ -238,16 +238,28 @@ class LiveService:
             if record.decision.target_operator_id else None,
         )])
 
-    def publish_answered(self, record: DecisionRecord, operator_id: str) -> None:
-        """The AMI listener's "call answered" for ``operator_id`` (thread-safe)."""
+    def publish_answered(self, record: DecisionRecord, operator_id: str | None,
+                         **extra: Any) -> None:
+        """The AMI listener's "call answered" for ``operator_id`` (thread-safe); ``extra``:
+        ``transferred_from`` and ``leg_ended`` of a transfer, as ``CallAnswered`` has them."""
         payload = {
             "server_id": record.server_id, "uniqueid": record.uniqueid, "linkedid": record.linkedid,
-            "operator_id": operator_id, "interface": f"PJSIP/{operator_id}",
+            "operator_id": operator_id,
+            "interface": f"PJSIP/{operator_id}" if operator_id else None,
             "caller_number": record.caller_number, "caller_name": None,
-            "decision_id": record.id, "queue": record.queue,
+            "decision_id": record.id, "queue": record.queue, **extra,
         }
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self.publisher.on_answered, payload)
+
+    async def write_records(self, *records: CallRecord) -> None:
+        """What the listener's writer does with live records: into the call-record sink."""
+        await self.store.write_call_records(list(records))
+
+    async def finish(self, record: CallRecord) -> None:
+        """A final record as the listener hands it out: to the publisher, then the sink."""
+        self.publisher.on_call_record(record)
+        await self.store.write_call_records([record])
 
     async def end_call(self, record: DecisionRecord, operator_id: str, talk_seconds: int) -> None:
         """The AMI side of the hangup: the finished call's record goes to the publisher and

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from callrouter.domain.model import Operator
+from callrouter.domain.model import Operator, OperatorState
 from callrouter.store.records import Role
 
 from .conftest import save_screenshot
@@ -102,10 +102,14 @@ def test_screen_pop_actions_and_isolation(browser: Any, live: LiveService) -> No
     expect()(console.locator("#toast")).to_have_text("Marked resolved.")
     assert stored_call(live, record.uniqueid).resolved is True
 
-    console.get_by_label("Note on this call").fill("replaced the power supply")
+    console.get_by_label("Your note on this call").fill("replaced the power supply")
     console.get_by_role("button", name="Save call note").click()
     expect()(console.locator("#toast")).to_have_text("Call note saved.")
-    assert stored_call(live, record.uniqueid).note == "replaced the power supply"
+    [mine] = stored_call(live, record.uniqueid).notes
+    assert (mine.operator_id, mine.note) == ("op1", "replaced the power supply")
+    # The form shows the operator's own note, to edit.
+    expect()(console.get_by_label("Your note on this call")).to_have_value(
+        "replaced the power supply")
 
     console.locator("#caller-note").fill("prefers calls after 14:00")
     console.get_by_role("button", name="Save notes").click()
@@ -236,3 +240,127 @@ def test_revoked_token_and_deactivated_operator_sign_the_console_out(
     expect()(other.locator("#sign-in-error")).to_contain_text("deactivated")
     expect()(other.locator("#desk")).to_be_hidden()
     context.close()
+
+
+def test_a_transferred_call_each_operator_finishes_their_own_follow_up(
+    browser: Any, live: LiveService
+) -> None:
+    """Anna answers, writes her note and blind-transfers the caller to Boris. Boris's
+    screen-pop says who sent the caller and what she wrote; both mark the call and keep
+    their own notes (Anna is not refused any more); the caller's next call goes to Boris,
+    whose screen shows who handled the previous call and each one's note."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from callrouter.legs import CallLeg, LegEnd, LeggedCallRecord
+
+    from .live_service import utcnow
+
+    number, raw = "+79161234567", "8 916 123-45-67"
+
+    async def name_caller() -> None:
+        async with live.store.transaction() as tx:
+            await tx.flags.set_name(number, "Olga Smirnova")
+
+    live.run(name_caller())
+    anna_ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    boris_ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    anna, boris = anna_ctx.new_page(), boris_ctx.new_page()
+    errors: list[str] = []
+    for page in (anna, boris):
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in(anna, live, live.tokens.operators["op1"])
+    sign_in(boris, live, live.tokens.operators["op2"])
+
+    record = live.run(live.route(raw))
+    assert record.uniqueid is not None
+    t0 = utcnow() - timedelta(minutes=5)
+    base = LeggedCallRecord(
+        uniqueid=record.uniqueid, caller_raw=record.caller_raw, queue=record.queue,
+        decision_id=record.id, started_at=t0 - timedelta(seconds=20), answered_at=t0)
+    a_open = CallLeg(0, "op1", "PJSIP/1001", "queue", t0, hold_seconds=20)
+    live.run(live.write_records(replace(base, operator_id="op1",
+                                        answered_interface="PJSIP/1001", legs=(a_open,))))
+    live.publish_answered(record, "op1")
+    expect()(anna.locator("#caller-name")).to_have_text("Olga Smirnova", timeout=2000)
+
+    anna.get_by_label("Your note on this call").fill("router reboots; Boris checks the line")
+    anna.get_by_role("button", name="Save call note").click()
+    expect()(anna.locator("#toast")).to_have_text("Call note saved.")
+
+    # The blind transfer: Anna's part ends at once; Boris answers a moment later.
+    t1 = t0 + timedelta(seconds=90)
+    a_left = replace(a_open, ended_at=t1, talk_seconds=90, end=LegEnd.BLIND_TRANSFER,
+                     transfer_target="1002@transfer")
+    live.run(live.write_records(replace(base, operator_id="op1", transferred=True,
+                                        answered_interface="PJSIP/1001", legs=(a_left,))))
+    live.publish_answered(record, None, transferred_from="op1", leg_ended={
+        "operator_id": "op1", "talk_seconds": 90, "hold_seconds": 20, "ended_at": t1})
+    expect()(anna.locator("#call-state")).to_have_text("Transferred", timeout=2000)
+    expect()(anna.locator("#call-ended")).to_contain_text("You transferred the call")
+
+    t2 = t1 + timedelta(seconds=8)
+    a_done = replace(a_left, transferred_to="op2")
+    b_open = CallLeg(1, "op2", "PJSIP/1002", "dial", t2, hold_seconds=8)
+    live.run(live.write_records(replace(
+        base, operator_id="op2", answered_interface="PJSIP/1002", transferred=True,
+        transferred_from="op1", legs=(a_done, b_open))))
+    live.publish_answered(record, "op2", transferred_from="op1")
+    expect()(boris.locator("#caller-name")).to_have_text("Olga Smirnova", timeout=2000)
+    expect()(boris.locator("#why")).to_contain_text(
+        "Transferred to you by Anna Petrova: “router reboots; Boris checks the line”")
+    expect()(boris.locator("#call-notes")).to_contain_text(
+        "Anna Petrova: router reboots; Boris checks the line")
+    expect()(boris.locator("#call-handlers")).to_have_text("Handled by Anna Petrova → you")
+
+    boris.get_by_role("button", name="Resolved", exact=True).click()
+    expect()(boris.locator("#toast")).to_have_text("Marked resolved.")
+    boris.get_by_label("Your note on this call").fill("line fixed at the cabinet")
+    boris.get_by_role("button", name="Save call note").click()
+    expect()(boris.locator("#toast")).to_have_text("Call note saved.")
+
+    # Anna, on her wrap-up card, gives her own verdict: no 403 any more.
+    anna.get_by_role("button", name="Not resolved").click()
+    expect()(anna.locator("#toast")).to_have_text("Marked not resolved.")
+    expect()(anna.locator("#call-verdict")).to_have_text(
+        "You said not resolved; the call counts as resolved.")
+    stored = stored_call(live, record.uniqueid)
+    assert {(n.operator_id, n.note, n.resolved) for n in stored.notes} == {
+        ("op1", "router reboots; Boris checks the line", False),
+        ("op2", "line fixed at the cabinet", True)}
+    assert stored.resolved is True  # Boris had the caller last
+
+    # Olga hangs up on Boris. Boris's card ends; Anna's stays "Transferred".
+    t3 = t2 + timedelta(seconds=150)
+    b_done = replace(b_open, ended_at=t3, talk_seconds=150, end=LegEnd.HUNG_UP,
+                     hangup_by="caller")
+    live.run(live.finish(replace(
+        base, operator_id="op2", answered_interface="PJSIP/1002", transferred=True,
+        transferred_from="op1", ended_at=t3, talk_seconds=240, outcome="answered",
+        hangup_by="caller", legs=(a_done, b_done))))
+    expect()(boris.locator("#call-state")).to_have_text("Call ended", timeout=2000)
+    anna.wait_for_timeout(300)
+    expect()(anna.locator("#call-state")).to_have_text("Transferred")
+
+    # She calls again: the sticky operator is the one who had her last, Boris.
+    live.set_state("op2", OperatorState.AVAILABLE)
+    again = live.run(live.route(raw))
+    assert again.decision.target_operator_id == "op2"
+    live.run(live.answer_prepared(again, "op2"))
+    live.publish_answered(again, "op2")
+    expect()(boris.locator("#call-state")).to_have_text("On the line", timeout=2000)
+    expect()(boris.locator("#why")).to_contain_text(
+        "spoke with you (Anna Petrova → you) about “line fixed at the cabinet”")
+    row = boris.locator("#recent-calls tbody tr").first
+    expect()(row).to_contain_text("Anna Petrova → you")
+    expect()(row).to_contain_text(
+        "Anna Petrova: router reboots; Boris checks the line · you: line fixed at the cabinet")
+    last = boris.locator("#last-call")
+    expect()(last).to_contain_text("Anna Petrova → you (blind transfer to 1002@transfer)")
+    expect()(last).to_contain_text(
+        "Anna Petrova: “router reboots; Boris checks the line” (not resolved)")
+    expect()(last).to_contain_text("You: “line fixed at the cabinet” (resolved)")
+    save_screenshot(boris, "console-transfer.png")
+    assert errors == []
+    anna_ctx.close()
+    boris_ctx.close()

@@ -5,7 +5,7 @@ import { $, clip, dateTime, duration, fill, h, words } from "./dom.js";
 import {
   api, ApiError, getToken, onTokenChange, onUnauthorized, setToken, showConnection, Stream, wallToggle,
 } from "./api.js";
-import { currentCall, normalise, whyLines } from "./context.js";
+import { currentCall, handlersText, myPart, normalise, whyLines } from "./context.js";
 import { PATHS } from "./paths.js";
 
 const el = {
@@ -150,6 +150,8 @@ function onCallEnded(payload) {
     outcome: payload.outcome ?? null,
     talkSeconds: payload.talk_seconds ?? null,
     endedAt: payload.ended_at ?? null,
+    // This operator's part ended by a transfer; the call goes on with someone else.
+    transferred: Boolean(payload.transferred) && !payload.hangup_by,
   };
   if (!current.call.id && call.id) current.call.id = call.id;
   render();
@@ -195,7 +197,8 @@ function render() {
     el.pop,
     h("article", { class: `card pop${ctx.ended ? " ended" : ""}`, "aria-labelledby": "caller-name",
       dataset: { state: ctx.ended ? "ended" : "live" } },
-      h("p", { class: "eyebrow", id: "call-state" }, ctx.ended ? "Call ended" : "On the line"),
+      h("p", { class: "eyebrow", id: "call-state" },
+        ctx.ended ? (ctx.ended.transferred ? "Transferred" : "Call ended") : "On the line"),
       h("h2", { id: "caller-name", class: "caller-name clip", title }, title),
       ctx.name && ctx.number ? h("p", { class: "caller-number clip", id: "caller-number", title: ctx.number }, ctx.number) : null,
       h("div", { class: "badges" },
@@ -210,6 +213,7 @@ function render() {
       h("ul", { class: "why", id: "why" },
         lines.map((line) => h("li", { class: `why-${line.kind}`, dataset: line.code ? { code: line.code } : {} }, line.text)),
       ),
+      lastCallBlock(ctx, meId),
       reasons.length > 0 && h("h3", { class: "why-title" }, "Routing decision"),
       reasons.length > 0 && h("ul", { class: "reasons routing-reasons", id: "routing-reasons" },
         reasons.map((r) => h("li", { dataset: { code: r.code }, title: r.code }, r.text))),
@@ -231,8 +235,27 @@ function render() {
   el.call.hidden = false;
 }
 
+/** The caller's previous call: who had it (every leg) and what each of them wrote. */
+function lastCallBlock(ctx, meId) {
+  const last = ctx.recentCalls
+    .filter((c) => !ctx.call?.id || c.id !== ctx.call.id)
+    .filter((c) => c.handlers.length > 0)[0];
+  if (!last || (last.handlers.length < 2 && !last.notes.some((n) => n.note))) return null;
+  const transfers = last.legs.filter((l) => l.endedHow && l.endedHow !== "hung_up")
+    .map((l) => `${words(l.endedHow)}${l.transferTarget ? ` to ${l.transferTarget}` : ""}`);
+  return [
+    h("h3", { class: "why-title" }, "Last call"),
+    h("ul", { class: "why last-call", id: "last-call" },
+      h("li", {}, `${dateTime(last.startedAt)}: ${handlersText(last, meId)}${transfers.length ? ` (${transfers.join(", ")})` : ""}`),
+      last.notes.filter((n) => n.note).map((n) => h("li", { dataset: { operator: n.operatorId || "" } },
+        `${meId && n.operatorId === meId ? "You" : n.operatorName || n.operatorId}: “${n.note}”${n.resolved !== null ? ` (${verdictWord(n.resolved)})` : ""}`)),
+      last.note && h("li", {}, `Call note: “${last.note}”`),
+    ),
+  ];
+}
+
 function endedText(ended) {
-  const parts = ["Call ended"];
+  const parts = [ended.transferred ? "You transferred the call" : "Call ended"];
   if (ended.outcome && ended.outcome !== "answered") parts.push(words(ended.outcome));
   if (ended.talkSeconds) parts.push(`talked ${duration(ended.talkSeconds)}`);
   if (ended.endedAt) parts.push(`at ${dateTime(ended.endedAt)}`);
@@ -241,19 +264,40 @@ function endedText(ended) {
 
 // ---- cards ------------------------------------------------------------------------
 
+const verdictWord = (v) => (v === true ? "resolved" : v === false ? "not resolved" : null);
+
+/** The call on the line among the caller's recent calls (legs, everyone's notes). */
+function lineCall(ctx) {
+  return ctx.call?.id ? ctx.recentCalls.find((c) => c.id === ctx.call.id) || null : null;
+}
+
 function actionsCard(ctx) {
   const callId = ctx.call?.id;
   const meId = state.me?.operator_id;
   const optedOut = ctx.optedOut.includes(meId);
+  const call = lineCall(ctx);
+  const mine = myPart(call, meId);
+  // What the others who had this call wrote (a transfer brings their notes along).
+  const others = (call?.notes || []).filter((n) => n.operatorId !== meId);
+  const verdict = [
+    mine && verdictWord(mine.resolved) ? `You said ${verdictWord(mine.resolved)}` : null,
+    call && verdictWord(call.resolved) && call.handlers.length > 1 ? `the call counts as ${verdictWord(call.resolved)}` : null,
+  ].filter(Boolean).join("; ");
   return h("section", { class: "card actions", "aria-labelledby": "actions-title" },
     h("h3", { id: "actions-title" }, "This call"),
+    call && call.handlers.length > 1 && h("p", { class: "muted", id: "call-handlers" }, `Handled by ${handlersText(call, meId)}`),
+    others.length > 0 && h("ul", { class: "call-notes", id: "call-notes" },
+      others.map((n) => h("li", { dataset: { operator: n.operatorId || "" } },
+        h("strong", {}, `${n.operatorName || n.operatorId}: `),
+        n.note || "", n.resolved !== null ? ` (${verdictWord(n.resolved)})` : ""))),
     h("div", { class: "row" },
       h("button", { type: "button", id: "resolved", disabled: !callId, onclick: () => markCall(true) }, "Resolved"),
       h("button", { type: "button", id: "not-resolved", class: "secondary", disabled: !callId, onclick: () => markCall(false) }, "Not resolved"),
     ),
-    h("form", { class: "stack", id: "call-note-form", onsubmit: (e) => { e.preventDefault(); callNote(e.target); } },
-      h("label", { for: "call-note" }, "Note on this call"),
-      h("textarea", { id: "call-note", name: "note", rows: 2, maxlength: 2000, disabled: !callId }),
+    verdict && h("p", { class: "muted", id: "call-verdict" }, `${verdict[0].toUpperCase()}${verdict.slice(1)}.`),
+    h("form", { class: "stack", id: "call-note-form", onsubmit: (e) => { e.preventDefault(); callNote(e.target, mine); } },
+      h("label", { for: "call-note" }, "Your note on this call"),
+      h("textarea", { id: "call-note", name: "note", rows: 2, maxlength: 2000, disabled: !callId }, mine?.note || ""),
       h("button", { type: "submit", class: "secondary", disabled: !callId }, "Save call note"),
     ),
     h("h3", {}, "This caller"),
@@ -311,18 +355,26 @@ function historyCard(ctx) {
       ? h("p", { class: "muted" }, "No earlier calls.")
       : h("div", { class: "table-wrap" }, h("table", { id: "recent-calls" },
         h("thead", {}, h("tr", {},
-          ["When", "Queue", "Answered by", "Outcome", "Talk", "Resolved", "Note"].map((c) => h("th", { scope: "col" }, c)))),
+          ["When", "Queue", "Handled by", "Outcome", "Talk", "Resolved", "Notes"].map((c) => h("th", { scope: "col" }, c)))),
         h("tbody", {}, calls.map((c) => h("tr", {},
           h("td", { title: c.startedAt || "" }, dateTime(c.startedAt)),
           clip("td", c.queue),
-          clip("td", c.operatorId === meId && meId ? "you" : c.operatorName || c.operatorId),
+          h("td", { class: "wrap" }, handlersText(c, meId) || (c.operatorId === meId && meId ? "you" : c.operatorName || c.operatorId) || "—"),
           h("td", {}, words(c.outcome)),
           h("td", { class: "num" }, c.talkSeconds ? duration(c.talkSeconds) : ""),
           h("td", {}, c.resolved === true ? "yes" : c.resolved === false ? "no" : "—"),
-          clip("td", c.note || ""),
+          h("td", { class: "wrap" }, notesText(c, meId) || "—"),
         ))),
       )),
   );
+}
+
+/** A call's notes in one line: "Anna Petrova: router reboots · you: PSU replaced". */
+function notesText(call, meId) {
+  const parts = call.notes.filter((n) => n.note)
+    .map((n) => `${meId && n.operatorId === meId ? "you" : n.operatorName || n.operatorId}: ${n.note}`);
+  if (call.note) parts.push(call.notes.length ? `call: ${call.note}` : call.note);
+  return parts.join(" · ");
 }
 
 // ---- actions ----------------------------------------------------------------------
@@ -344,13 +396,12 @@ function markCall(resolved) {
     api(PATHS.callResolved(c.call.id), { method: "PUT", body: { resolved } }));
 }
 
-function callNote(form) {
+function callNote(form, mine) {
   const note = form.note.value.trim();
-  if (!note) return;
-  act("Call note saved.", async (c) => {
-    await api(PATHS.callNote(c.call.id), { method: "PUT", body: { note } });
-    form.reset();
-  });
+  if (!note && !mine?.note) return;
+  // The note is this operator's own: saving replaces it, an empty one removes it.
+  act(note ? "Call note saved." : "Call note removed.", (c) =>
+    api(PATHS.callNote(c.call.id), { method: "PUT", body: { note: note || null } }));
 }
 
 function callerNote(form) {

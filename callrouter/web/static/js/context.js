@@ -28,20 +28,80 @@ function normaliseDecision(d) {
   };
 }
 
+function normaliseLeg(l) {
+  return {
+    operatorId: l.operator_id ?? null,
+    operatorName: l.operator_name ?? null,
+    interface: l.interface ?? null,
+    answeredAt: l.answered_at ?? null,
+    endedAt: l.ended_at ?? null,
+    talkSeconds: l.talk_seconds ?? 0,
+    endedHow: l.ended_how ?? null,
+    transferredTo: l.transferred_to ?? null,
+    transferTarget: l.transfer_target ?? null,
+  };
+}
+
+function normaliseNote(n) {
+  return {
+    operatorId: n.operator_id ?? null,
+    operatorName: n.operator_name ?? null,
+    note: n.note ?? null,
+    resolved: n.resolved ?? null,
+    updatedAt: n.updated_at ?? null,
+  };
+}
+
 function normaliseCall(c) {
+  const operatorId = first(c.operator_id, c.answered_by) ?? null;
+  const operatorName = first(c.operator_name, c.answered_by_name) ?? null;
+  const legs = (c.legs || []).map(normaliseLeg);
+  // Who had the call, in order, with names: the legs, else (calls recorded before legs)
+  // the first operator (after a transfer) and the last.
+  const handlers = legs.length
+    ? legs.filter((l) => l.operatorId).map((l) => ({ id: l.operatorId, name: l.operatorName }))
+    : [c.transferred_from && c.transferred_from !== operatorId ? { id: c.transferred_from, name: null } : null,
+      operatorId ? { id: operatorId, name: operatorName } : null].filter(Boolean);
+  const handledBy = c.handled_by || handlers.map((x) => x.id);
   return {
     id: c.id ?? c.call_id ?? null,
     startedAt: first(c.started_at, c.when, c.at) ?? null,
     queue: c.queue ?? null,
-    operatorId: first(c.operator_id, c.answered_by) ?? null,
-    operatorName: first(c.operator_name, c.answered_by_name) ?? null,
+    operatorId,
+    operatorName,
     outcome: c.outcome ?? null,
     talkSeconds: c.talk_seconds ?? null,
     resolved: c.resolved ?? null,
-    note: c.note ?? null,
+    note: c.note ?? null, // the call's own note (a supervisor's); handlers' are in notes
+    notes: (c.notes || []).map(normaliseNote).filter((n) => n.note || n.resolved !== null),
+    legs,
+    handlers: handlers.filter((x, i) => handlers.findIndex((y) => y.id === x.id) === i),
+    handledBy,
+    transferred: Boolean(c.transferred),
     escalated: Boolean(c.escalated),
     endedAt: c.ended_at ?? null,
   };
+}
+
+/** The operator's own follow-up on a call (their note and verdict), or null. */
+export function myPart(call, meId) {
+  return (call?.notes || []).find((n) => meId && n.operatorId === meId) || null;
+}
+
+/** Who handled a call, as words: "you", "Anna Petrova → you", "Anna → Boris → Carl". */
+export function handlersText(call, meId) {
+  const names = call.handlers.map((x) => (meId && x.id === meId ? "you" : x.name || x.id));
+  return names.length ? names.join(" → ") : "";
+}
+
+/** What a call was about: this operator's note, else the last handler's who wrote one,
+ * else the call's own note. */
+export function topicOf(call, meId) {
+  const mine = myPart(call, meId)?.note;
+  const written = call.notes.filter((n) => n.note);
+  const rank = (n) => call.handledBy.lastIndexOf(n.operatorId);
+  const latest = written.sort((a, b) => rank(b) - rank(a))[0]?.note;
+  return first(mine, latest, call.note) ?? null;
 }
 
 /**
@@ -125,7 +185,7 @@ export function whyLines(ctx, meId, now = new Date()) {
     .filter((c) => parseTime(c.startedAt))
     .sort((a, b) => parseTime(b.startedAt) - parseTime(a.startedAt));
   const today = earlier.filter((c) => parseTime(c.startedAt) >= startOfToday(now));
-  const about = (call) => first(call.note, ctx.ticket?.subject);
+  const about = (call) => first(topicOf(call, meId), ctx.ticket?.subject);
 
   const onLine = ctx.recentCalls.find((c) => c.id && c.id === thisCallId);
   const escalated = Boolean(onLine?.escalated);
@@ -137,19 +197,32 @@ export function whyLines(ctx, meId, now = new Date()) {
     lines.push({ kind: "escalated", text: `Escalated: ${count}` });
   }
 
-  const withMe = earlier.find((c) => meId && c.operatorId === meId);
+  // The call on the line came by a transfer: say from whom, and what they wrote.
+  if (onLine && meId && onLine.handledBy.includes(meId) && onLine.handledBy[0] !== meId) {
+    const before = onLine.handlers.filter((x) => x.id !== meId);
+    const from = before[before.length - 1];
+    const note = onLine.notes.filter((n) => n.note && n.operatorId !== meId).pop();
+    lines.push({
+      kind: "sticky",
+      text: `Transferred to you by ${from?.name || from?.id || "a colleague"}${note ? `: “${note.note}”` : ""}`,
+    });
+  }
+
+  const withMe = earlier.find((c) => meId && c.handledBy.includes(meId));
+  const spokeWith = (call) => (call.handlers.length > 1 ? ` (${handlersText(call, meId)})` : "");
   if (withMe) {
     const topic = about(withMe);
     lines.push({
       kind: "sticky",
-      text: `Called ${ago(withMe.endedAt || withMe.startedAt, now)}, spoke with you${topic ? ` about “${topic}”` : ""}`,
+      text: `Called ${ago(withMe.endedAt || withMe.startedAt, now)}, spoke with you${spokeWith(withMe)}${topic ? ` about “${topic}”` : ""}`,
     });
   } else if (earlier.length) {
     const last = earlier[0];
-    const who = last.operatorName || last.operatorId;
+    const who = handlersText(last, meId) || last.operatorName || last.operatorId;
+    const topic = topicOf(last, meId);
     lines.push({
       kind: "info",
-      text: `Called ${ago(last.startedAt, now)}${who ? `, spoke with ${who}` : ""}${last.resolved === false ? " (not resolved)" : ""}`,
+      text: `Called ${ago(last.startedAt, now)}${who ? `, spoke with ${who}` : ""}${last.resolved === false ? " (not resolved)" : ""}${topic ? ` about “${topic}”` : ""}`,
     });
   } else if (!ctx.unavailable) {
     lines.push({ kind: "info", text: "First call we know of from this number" });
