@@ -25,6 +25,7 @@ from .dialplan_model import (
     QUEUES,
     ROOT,
     SAMPLE,
+    Category,
     Prio,
     Unbalanced,
     all_substitutions,
@@ -269,6 +270,32 @@ def test_queues_conf_options_exist_in_22() -> None:
                 assert value in ast.QUEUE_STRATEGIES, f"queues.conf:{n} {value}"
         for parent in cat.inherits:
             assert parent in names, f"{cat.name} inherits a missing {parent}"
+
+
+def test_a_queue_gets_the_strategy_it_names() -> None:
+    # apps/app_queue.c reload_single_queue(): a static queue's strategy is read with
+    # ast_variable_retrieve(), the FIRST "strategy" of the category, and queue_set_param()
+    # then skips "strategy" for static queues. A template's variables come before the
+    # queue's own (main/config.c), so a queue that overrides a template's strategy keeps
+    # the template's. Seen on Asterisk 22.10.1: [specialists] with strategy = leastrecent
+    # under a template with rrmemory ran rrmemory (QueueParams "Strategy: rrmemory").
+    by_name = {c.name: c for c in QUEUE_CONF.categories}
+
+    def items(cat: Category) -> list[tuple[str, str, int]]:
+        out: list[tuple[str, str, int]] = []
+        for parent in cat.inherits:
+            out += items(by_name[parent])
+        return out + list(cat.items)
+
+    for cat in QUEUE_CONF.categories:
+        if cat.name == "general" or cat.template:
+            continue
+        strategies = [(v, n) for k, v, n in items(cat) if k == "strategy"]
+        assert strategies, f"[{cat.name}] names no strategy (Asterisk's default is ringall)"
+        first, last = strategies[0], strategies[-1]
+        assert first[0] == last[0], (
+            f"[{cat.name}] says strategy = {last[0]} (queues.conf:{last[1]}) but Asterisk "
+            f"uses the first one it finds, {first[0]} (queues.conf:{first[1]})")
 
 
 def test_every_queue_has_members_with_tech_slash_resource() -> None:
