@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, insert, select, tuple_, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,13 +45,17 @@ async def apply_legs(session: AsyncSession, records: Sequence[CallRecord]) -> No
             chosen[key] = record
     if not chosen:
         return
-    rows = await session.execute(
-        select(CallRow.id, CallRow.server_id, CallRow.uniqueid, CallRow.outcome)
-        .where(tuple_(CallRow.server_id, CallRow.uniqueid).in_(list(chosen)))
-    )
+    # One lookup per server (a listener's batch has one), by the unique (server_id,
+    # uniqueid) index.
+    found: list[Any] = []
+    for server in {server_id for server_id, _ in chosen}:
+        found.extend(await session.execute(
+            select(CallRow.id, CallRow.server_id, CallRow.uniqueid, CallRow.outcome)
+            .where(CallRow.server_id == server,
+                   CallRow.uniqueid.in_([u for s, u in chosen if s == server]))))
     call_ids: list[str] = []
     values: list[dict[str, Any]] = []
-    for call_id, server_id, uniqueid, outcome in rows:
+    for call_id, server_id, uniqueid, outcome in found:
         record = chosen[(server_id, uniqueid)]
         if not _final(record) and outcome != Outcome.IN_PROGRESS.value:
             continue  # the call's final legs are stored already
