@@ -1,8 +1,9 @@
 """The FastAGI hot path on PostgreSQL: caller snapshots and decision batches on asyncpg.
 
 Everything a routed call touches in the database goes through here when the store is
-PostgreSQL: one prepared statement reads the caller's snapshot (``pg_snapshot``), and the
-decision writer's batches go in with two prepared ``executemany`` in one transaction. The
+PostgreSQL: one prepared statement reads the snapshots of the callers asked together
+(``pg_snapshots``; reads are batched like a group commit, see ``PgHotPath.snapshot``),
+and the decision writer's batches go in as one statement each (``WRITE_DECISIONS``). The
 rest of the service (CLI, API, AMI records) keeps the SQLAlchemy ``Store``; the rows this
 module writes are the rows ``DecisionRepository.insert_many`` / ``open_calls`` write (a
 store test compares them column by column).
@@ -18,9 +19,9 @@ What keeps a sick database from hurting calls:
 * a read the caller stopped waiting for (time budget) is finished, not cancelled: the
   FastAGI handler abandons a late routing instead of cancelling it (a query cancelled
   mid-flight costs asyncpg a cancel request on a connection of its own and, under load,
-  a storm of them), so the read runs in the routing task itself, with no task or shield
-  of its own; a read cancelled anyway (shutdown, an HTTP client gone) drops its
-  connection, and the next read opens a new one;
+  a storm of them), so a statement runs in the task of the read that started it, with no
+  task or shield of its own; a statement cancelled anyway (shutdown, an HTTP client gone)
+  drops its connection, and the reads waiting on it get the error at once;
 * at most ``max_inflight`` reads are in flight; past that a read fails at once
   (``StoreBusy``) instead of queueing behind a database that stopped answering.
 """
@@ -39,6 +40,7 @@ from sqlalchemy import JSON
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 
+from callrouter.aio import retrieve_exception
 from callrouter.service.ports import CallerSnapshot, DecisionRecord, RecordRejected
 from callrouter.store.calls import (
     CALL_COPIED_FROM_DECISION,
@@ -51,7 +53,7 @@ from callrouter.store.calls import (
 from callrouter.store.decisions import decision_values
 from callrouter.store.errors import StoreError
 from callrouter.store.models import CallRow, DecisionRow
-from callrouter.store.pg_snapshot import pg_snapshot
+from callrouter.store.pg_snapshot import pg_snapshots
 
 # Query parameters SQLAlchemy's asyncpg dialect understands but asyncpg's DSN parser would
 # pass to the server as settings.
@@ -108,6 +110,10 @@ def _write_sql() -> str:
 
 WRITE_DECISIONS = _write_sql()
 _OPENED_VALUES = tuple(CALL_OPENED_AS.values())
+
+# A snapshot request (number, now, lookback seconds), and one waiting for a statement slot.
+_Request = tuple[str, datetime, int]
+_Waiting = tuple[str, datetime, int, "asyncio.Future[CallerSnapshot]"]
 
 # A decision as the hot path's batches carry it: its call's key (server_id, uniqueid; the
 # uniqueid may be None) and its row as a JSON object. One flat tuple of strings: the
@@ -270,13 +276,20 @@ class PgHotPath:
         connect_timeout: float = 2.0,
         acquire_timeout: float = 2.0,
         max_inflight: int = 200,
+        max_batch: int = 32,
+        max_batches: int = 2,
     ) -> None:
         self._connections = Connections(
             asyncpg_dsn(url), max_size=max_size, connect_timeout=connect_timeout,
             acquire_timeout=acquire_timeout,
         )
         self._max_inflight = max_inflight
+        self._max_batch = max(1, max_batch)
+        self._max_batches = max(1, max_batches)
+        self._waiting: deque[_Waiting] = deque()
+        self._batches = 0  # snapshot statements in flight
         self.inflight = 0
+        self.statements = 0  # snapshot statements run (reads / statements: the batching)
 
     async def close(self) -> None:
         await self._connections.close()
@@ -286,21 +299,86 @@ class PgHotPath:
     async def snapshot(self, number: str, now: datetime, lookback_seconds: int) -> (
         CallerSnapshot
     ):
+        """One caller's snapshot, read together with the others asked meanwhile.
+
+        Group commit, for reads: at most ``max_batches`` statements run at once. A read
+        that finds one free runs its own at once, in its own task, taking along whoever
+        waits; a read that finds none waits, and the waiters go in one statement as soon
+        as one ends. Under light load nothing waits; under heavy load a statement carries
+        several callers, which costs the database and the daemon far less than a
+        statement each (``SNAPSHOTS_SQL``).
+        """
         if self.inflight >= self._max_inflight:
             raise StoreBusy(f"{self.inflight} snapshot reads already waiting on the database")
         self.inflight += 1
         try:
-            return await self._read(number, now, lookback_seconds)
+            if self._batches < self._max_batches:
+                return await self._lead((number, now, lookback_seconds))
+            waiter: asyncio.Future[CallerSnapshot] = (
+                asyncio.get_running_loop().create_future()
+            )
+            self._waiting.append((number, now, lookback_seconds, waiter))
+            return await waiter
         finally:
             self.inflight -= 1
 
-    async def _read(self, number: str, now: datetime, lookback_seconds: int) -> CallerSnapshot:
+    async def _lead(self, own: _Request) -> CallerSnapshot:
+        """Read ``own`` with up to ``max_batch - 1`` waiting requests in one statement."""
+        batch = self._take(self._max_batch - 1)
+        snapshots = await self._batch([own, *(w[:3] for w in batch)], batch)
+        return snapshots[0]
+
+    async def _serve_waiting(self) -> None:
+        """The requests that waited while every statement slot was taken."""
+        while self._waiting and self._batches < self._max_batches:
+            batch = self._take(self._max_batch)
+            try:
+                await self._batch([w[:3] for w in batch], batch)
+            except Exception:
+                pass  # handed to the waiters
+
+    def _take(self, n: int) -> list[_Waiting]:
+        waiting = self._waiting
+        taken: list[_Waiting] = []
+        while waiting and len(taken) < n:
+            item = waiting.popleft()
+            if not item[3].done():  # not cancelled meanwhile
+                taken.append(item)
+        return taken
+
+    async def _batch(self, requests: list[_Request], waiters: list[_Waiting]) -> (
+        list[CallerSnapshot]
+    ):
+        """Run one statement for ``requests``; the last ``len(waiters)`` of them are
+        waiters', whose futures get their snapshot (or the error)."""
+        self._batches += 1
+        self.statements += 1
+        try:
+            snapshots = await self._read(requests)
+        except BaseException as exc:
+            error = exc if isinstance(exc, Exception) else StoreError("snapshot read cancelled")
+            for waiter in waiters:
+                if not waiter[3].done():
+                    waiter[3].set_exception(error)
+            raise
+        finally:
+            self._batches -= 1
+            if self._waiting and self._batches < self._max_batches:
+                task = asyncio.get_running_loop().create_task(self._serve_waiting())
+                task.add_done_callback(retrieve_exception)
+        for waiter, snapshot in zip(waiters, snapshots[len(requests) - len(waiters):],
+                                    strict=True):
+            if not waiter[3].done():
+                waiter[3].set_result(snapshot)
+        return snapshots
+
+    async def _read(self, requests: list[_Request]) -> list[CallerSnapshot]:
         conn = await self._connections.acquire()
         broken = True
         try:
-            snapshot = await pg_snapshot(conn, number, now, lookback_seconds)
+            snapshots = await pg_snapshots(conn, requests)
             broken = False
-            return snapshot
+            return snapshots
         except asyncpg.PostgresError as exc:
             broken = not _statement_error(exc)
             raise

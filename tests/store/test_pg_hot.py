@@ -284,3 +284,83 @@ async def test_a_connection_killed_by_the_server_is_replaced(fresh_pg: str) -> N
         assert hot._connections._open == 1
     finally:
         await hot.close()
+
+
+async def test_reads_asked_together_share_statements_and_each_gets_its_own(
+    both: tuple[Store, PgHotPath],
+) -> None:
+    """Group commit for reads: with one statement slot, reads asked while it is taken go
+    together in the next statement, and each caller still gets exactly its own snapshot."""
+    store, _ = both
+    callers = [f"+7912000000{i}" for i in range(6)]
+    await store.record_many([
+        decision_record(number=c, at=ago(minutes=10 + i), uniqueid=f"b{i}",
+                        dec=decision(escalated=i == 2))
+        for i, c in enumerate(callers) if i != 5  # the last caller has no history
+    ])
+    async with store.transaction() as tx:
+        await tx.tickets.create(callers[1], "no dial tone", now=ago(hours=1))
+        await tx.flags.set_vip_class(callers[3], "gold", now=ago(hours=2))
+        await tx.operators.add(Operator("op9", "Oleg", ("PJSIP/1009",)))
+        await tx.flags.add_opt_out(callers[4], "op9", now=ago(hours=2))
+    hot = PgHotPath(store_url(store), max_size=2, max_batches=1)
+    try:
+        asked = callers * 3  # 18 reads, each caller three times, interleaved
+        got = await asyncio.gather(*(hot.snapshot(c, NOW, 3600) for c in asked))
+        assert hot.statements < len(asked)  # they were batched
+        for caller, snapshot in zip(asked, got, strict=True):
+            async with store._sessions() as session, session.begin():
+                assert snapshot == await load_snapshot(session, caller, NOW, 3600), caller
+        assert got[1].open_ticket is not None and got[3].flags.vip_class == "gold"
+        assert got[4].flags.opted_out_operators == {"op9"} and got[5].recent_calls == ()
+        assert hot.inflight == 0 and not hot._waiting
+    finally:
+        await hot.close()
+
+
+def store_url(store: Store) -> str:
+    bind = store._sessions.kw["bind"]
+    return bind.url.render_as_string(hide_password=False)  # type: ignore[no-any-return]
+
+
+async def test_reads_waiting_on_a_stalled_database_fail_together_when_it_goes() -> None:
+    """The statement's owner cancelled (shutdown) while others wait for a slot: the waiters
+    go in the next statement (a cancelled one is skipped); and when the database drops
+    the connection, every read of that statement fails at once (their calls go to the
+    queue) instead of waiting for an answer that will not come."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    hot = PgHotPath(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/x", max_size=2,
+                    connect_timeout=30.0, max_batches=1)
+    owner = asyncio.ensure_future(hot.snapshot(CALLER, NOW, 3600))
+    waiters: list[asyncio.Future[Any]] = []
+    try:
+        await asyncio.sleep(0.05)  # the owner holds the only statement slot
+        waiters = [asyncio.ensure_future(hot.snapshot(f"+7912345678{i}", NOW, 3600))
+                   for i in range(3)]
+        await asyncio.sleep(0.05)
+        assert len(hot._waiting) == 3 and not any(w.done() for w in waiters)
+        waiters[0].cancel()  # one waiter's call ended meanwhile
+        owner.cancel()
+        await asyncio.sleep(0.05)
+        assert owner.cancelled() and waiters[0].cancelled()
+        # the other two went together in the next statement, which stalls too
+        assert hot.statements == 2 and hot.inflight == 2 and not hot._waiting
+        for writer in held:
+            writer.close()  # the "database" goes away
+        done, _ = await asyncio.wait(waiters[1:], timeout=2.0)
+        assert len(done) == 2
+        assert all(isinstance(w.exception(), Exception) for w in done)
+        assert hot.inflight == 0
+    finally:
+        for w in (owner, *waiters):
+            w.cancel()
+        await hot.close()
+        for writer in held:
+            writer.close()
+        server.close()
