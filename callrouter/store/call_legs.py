@@ -71,7 +71,16 @@ def _final(record: CallRecord) -> bool:
     return record.outcome != Outcome.IN_PROGRESS.value
 
 
+_VIA = frozenset({"queue", "dial", "transfer"})
+_HANGUP_BY = frozenset({"caller", "operator"})
+
+
 def _leg_values(call_id: str, leg: CallLeg) -> dict[str, Any]:
+    """A leg's row (ValueError for a leg the table's checks would refuse)."""
+    if leg.via not in _VIA:
+        raise ValueError(f"leg via must be one of {sorted(_VIA)}, not {leg.via!r}")
+    if leg.hangup_by is not None and leg.hangup_by not in _HANGUP_BY:
+        raise ValueError(f"leg hangup_by must be 'caller' or 'operator', not {leg.hangup_by!r}")
     return {
         "call_id": call_id, "seq": leg.seq, "operator_id": leg.operator_id,
         "interface": leg.interface, "via": leg.via, "answered_at": leg.answered_at,

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+import pytest
+
 from callrouter.legs import CallLeg, LegEnd, LeggedCallRecord
 from callrouter.service.ports import CallRecord
 from callrouter.store import Store, StoredCall
@@ -177,3 +179,11 @@ async def test_the_verdict_feeds_the_routing_snapshot(store: Store) -> None:
     snapshot = await store.snapshot(CALLER, NOW, 3600)
     [past] = snapshot.recent_calls
     assert (past.operator_id, past.resolved) == ("carl", False)
+
+
+async def test_a_leg_the_table_would_refuse_is_refused_before_writing(store: Store) -> None:
+    bad = replace(final("u3"), legs=(replace(A, via="teleport"),))
+    with pytest.raises(ValueError, match="via"):
+        await store.write_call_records([bad])
+    async with store.transaction() as tx:
+        assert await tx.calls.get_by_uniqueid("u3") is None  # nothing of the batch written
