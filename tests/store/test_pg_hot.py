@@ -35,6 +35,25 @@ from .builders import (
 
 pytestmark = pytest.mark.postgres
 
+@contextlib.asynccontextmanager
+async def stalled_database() -> AsyncIterator[tuple[str, list[asyncio.StreamWriter]]]:
+    """A "database" that accepts connections and never answers: its URL, and the server
+    ends of the connections it holds (close them to drop the connections)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/x", held
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+
+
 @pytest.fixture
 def fresh_pg(pg_database_url: str) -> Iterator[str]:
     """A database of this test's own: the hot path commits (it cannot join the rolled-back
@@ -221,35 +240,25 @@ async def test_database_down_fails_fast_and_leaves_nothing_in_flight() -> None:
 async def test_a_stalled_database_caps_reads_in_flight() -> None:
     """A server that accepts and never answers: reads pile up only to ``max_inflight``,
     then fail at once with StoreBusy (the caller gets the queue, memory stays bounded)."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    hot = PgHotPath(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/x", max_size=2,
-                    connect_timeout=30.0, max_inflight=3)
-    try:
-        waiting = [asyncio.ensure_future(hot.snapshot(CALLER, NOW, 3600)) for _ in range(3)]
-        await asyncio.sleep(0.05)
-        assert hot.inflight == 3 and not any(w.done() for w in waiting)
-        t0 = time.perf_counter()
-        with pytest.raises(StoreBusy):
-            await hot.snapshot(CALLER, NOW, 3600)
-        assert time.perf_counter() - t0 < 0.05
-        # A read cancelled (shutdown; the FastAGI handler abandons late routings instead)
-        # gives its slot back.
-        waiting[0].cancel()
-        await asyncio.sleep(0.01)
-        assert hot.inflight == 2
-    finally:
-        for w in waiting:
-            w.cancel()
-        await hot.close()
-        for writer in held:
-            writer.close()
-        server.close()
+    async with stalled_database() as (url, _):
+        hot = PgHotPath(url, max_size=2, connect_timeout=30.0, max_inflight=3)
+        try:
+            waiting = [asyncio.ensure_future(hot.snapshot(CALLER, NOW, 3600)) for _ in range(3)]
+            await asyncio.sleep(0.05)
+            assert hot.inflight == 3 and not any(w.done() for w in waiting)
+            t0 = time.perf_counter()
+            with pytest.raises(StoreBusy):
+                await hot.snapshot(CALLER, NOW, 3600)
+            assert time.perf_counter() - t0 < 0.05
+            # A read cancelled (shutdown; the FastAGI handler abandons late routings instead)
+            # gives its slot back.
+            waiting[0].cancel()
+            await asyncio.sleep(0.01)
+            assert hot.inflight == 2
+        finally:
+            for w in waiting:
+                w.cancel()
+            await hot.close()
 
 
 async def test_more_calls_than_connections_wait_their_turn(fresh_pg: str) -> None:
@@ -328,39 +337,29 @@ async def test_reads_waiting_on_a_stalled_database_fail_together_when_it_goes() 
     go in the next statement (a cancelled one is skipped); and when the database drops
     the connection, every read of that statement fails at once (their calls go to the
     queue) instead of waiting for an answer that will not come."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    hot = PgHotPath(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/x", max_size=2,
-                    connect_timeout=30.0, max_batches=1)
-    owner = asyncio.ensure_future(hot.snapshot(CALLER, NOW, 3600))
-    waiters: list[asyncio.Future[Any]] = []
-    try:
-        await asyncio.sleep(0.05)  # the owner holds the only statement slot
-        waiters = [asyncio.ensure_future(hot.snapshot(f"+7912345678{i}", NOW, 3600))
-                   for i in range(3)]
-        await asyncio.sleep(0.05)
-        assert len(hot._waiting) == 3 and not any(w.done() for w in waiters)
-        waiters[0].cancel()  # one waiter's call ended meanwhile
-        owner.cancel()
-        await asyncio.sleep(0.05)
-        assert owner.cancelled() and waiters[0].cancelled()
-        # the other two went together in the next statement, which stalls too
-        assert hot.statements == 2 and hot.inflight == 2 and not hot._waiting
-        for writer in held:
-            writer.close()  # the "database" goes away
-        done, _ = await asyncio.wait(waiters[1:], timeout=2.0)
-        assert len(done) == 2
-        assert all(isinstance(w.exception(), Exception) for w in done)
-        assert hot.inflight == 0
-    finally:
-        for w in (owner, *waiters):
-            w.cancel()
-        await hot.close()
-        for writer in held:
-            writer.close()
-        server.close()
+    async with stalled_database() as (url, held):
+        hot = PgHotPath(url, max_size=2, connect_timeout=30.0, max_batches=1)
+        owner = asyncio.ensure_future(hot.snapshot(CALLER, NOW, 3600))
+        waiters: list[asyncio.Future[Any]] = []
+        try:
+            await asyncio.sleep(0.05)  # the owner holds the only statement slot
+            waiters = [asyncio.ensure_future(hot.snapshot(f"+7912345678{i}", NOW, 3600))
+                       for i in range(3)]
+            await asyncio.sleep(0.05)
+            assert len(hot._waiting) == 3 and not any(w.done() for w in waiters)
+            waiters[0].cancel()  # one waiter's call ended meanwhile
+            owner.cancel()
+            await asyncio.sleep(0.05)
+            assert owner.cancelled() and waiters[0].cancelled()
+            # the other two went together in the next statement, which stalls too
+            assert hot.statements == 2 and hot.inflight == 2 and not hot._waiting
+            for writer in held:
+                writer.close()  # the "database" goes away
+            done, _ = await asyncio.wait(waiters[1:], timeout=2.0)
+            assert len(done) == 2
+            assert all(isinstance(w.exception(), Exception) for w in done)
+            assert hot.inflight == 0
+        finally:
+            for w in (owner, *waiters):
+                w.cancel()
+            await hot.close()
