@@ -99,7 +99,9 @@ class CallRecord:
 
 class CallRecordSink(Protocol):
     async def write_call_records(self, records: Sequence[CallRecord]) -> None:
-        """Apply records in order, in one transaction; idempotent for a repeated record."""
+        """Apply records in order, in one transaction; idempotent for a repeated record.
+        Raises ``RecordRejected`` (and writes nothing) when a record is refused for its
+        data; any other error means the store could not be reached or failed."""
         ...
 
 

@@ -51,7 +51,7 @@ from callrouter.store.calls import (
     new_call_id,
 )
 from callrouter.store.decisions import decision_values
-from callrouter.store.errors import StoreError
+from callrouter.store.errors import StoreError, refused_for_data
 from callrouter.store.models import CallRow, DecisionRow
 from callrouter.store.pg_snapshot import pg_snapshots
 
@@ -143,9 +143,6 @@ def _without_repeated_calls(items: Sequence[Encoded]) -> list[list[Encoded]]:
 # Anything else — the server shutting the session down (57P01), a protocol or I/O error —
 # drops the connection, so the next call opens a fresh one.
 _STATEMENT_CLASSES = ("22", "23", "42", "40", "0A")
-# Of those, the ones about the data itself (a value too long, a NUL in a text, a
-# duplicate id): the same records would be refused again, so the writer isolates them.
-_DATA_CLASSES = ("22", "23")
 
 
 def _statement_error(exc: asyncpg.PostgresError) -> bool:
@@ -419,7 +416,9 @@ class PgHotPath:
             broken = False
         except asyncpg.PostgresError as exc:
             broken = not _statement_error(exc)  # the transaction block rolled back
-            if str(getattr(exc, "sqlstate", "") or "")[:2] in _DATA_CLASSES:
+            # the data itself (a value too long, a NUL in a text, a duplicate id): the same
+            # records would be refused again, so the writer isolates them
+            if refused_for_data(exc):
                 raise RecordRejected(f"{type(exc).__name__}: {exc}") from exc
             raise
         finally:

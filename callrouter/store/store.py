@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callrouter.aio import retrieve_exception
@@ -17,6 +17,7 @@ from callrouter.service.ports import CallerSnapshot, CallRecord, DecisionRecord,
 from callrouter.store.audit import AuditRepository
 from callrouter.store.calls import CallRepository
 from callrouter.store.decisions import DecisionRepository
+from callrouter.store.errors import refused_for_data
 from callrouter.store.flags import CallerFlagsRepository
 from callrouter.store.incidents import IncidentRepository
 from callrouter.store.operators import OperatorRepository
@@ -126,15 +127,26 @@ class Store:
                 decisions = DecisionRepository(session)
                 await decisions.insert_many(records)
                 await decisions.open_calls(records)
-        except (DataError, IntegrityError) as exc:  # the same rows would fail again
-            raise RecordRejected(str(exc.orig)) from exc
+        except DBAPIError as exc:
+            if refused_for_data(exc):  # the same rows would fail again
+                raise RecordRejected(str(exc.orig)) from exc
+            raise
 
     # CallRecordSink
     async def write_call_records(self, records: Sequence[CallRecord]) -> None:
+        """The records in order, in one transaction; ``RecordRejected`` when one of them is
+        refused for its data (nothing of the batch is written then)."""
         if not records:
             return
-        async with self._sessions() as session, session.begin():
-            await CallRepository(session).apply_records(records)
+        try:
+            async with self._sessions() as session, session.begin():
+                await CallRepository(session).apply_records(records)
+        except ValueError as exc:  # found invalid before writing (``apply_records``)
+            raise RecordRejected(str(exc)) from exc
+        except DBAPIError as exc:
+            if refused_for_data(exc):
+                raise RecordRejected(str(exc.orig)) from exc
+            raise
 
 
 def _dialect(sessions: async_sessionmaker[AsyncSession]) -> str:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from callrouter.legs import CallLeg, LegEnd, LeggedCallRecord
-from callrouter.service.ports import CallRecord
+from callrouter.service.ports import CallRecord, RecordRejected
 from callrouter.store import Store, StoredCall
 
 from .builders import CALLER, NOW, ago
@@ -183,7 +183,7 @@ async def test_the_verdict_feeds_the_routing_snapshot(store: Store) -> None:
 
 async def test_a_leg_the_table_would_refuse_is_refused_before_writing(store: Store) -> None:
     bad = replace(final("u3"), legs=(replace(A, via="teleport"),))
-    with pytest.raises(ValueError, match="via"):
+    with pytest.raises(RecordRejected, match="via"):
         await store.write_call_records([bad])
     async with store.transaction() as tx:
         assert await tx.calls.get_by_uniqueid("u3") is None  # nothing of the batch written

@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 
 from callrouter.domain.model import Outcome
-from callrouter.service.ports import CallRecord
+from callrouter.legs import CallLeg, LeggedCallRecord
+from callrouter.service.ports import CallRecord, RecordRejected
 from callrouter.store import Store, StoredCall
 
 from .builders import CALLER, ago, answered, decision_record
@@ -89,15 +90,48 @@ async def test_a_later_final_outcome_replaces_an_earlier_one(store: Store) -> No
 
 
 async def test_a_bad_record_rolls_back_the_whole_batch(store: Store) -> None:
+    """Refused for its data (``RecordRejected``: the AMI writer isolates and drops it)."""
     good = answered("u1", started=ago(minutes=5))
     bad = CallRecord(uniqueid="u2", outcome="exploded")
-    with pytest.raises(ValueError):
+    with pytest.raises(RecordRejected, match="exploded"):
         await store.write_call_records([good, bad])
     async with store.transaction() as tx:
         assert await tx.calls.get_by_uniqueid("u1") is None
 
-    with pytest.raises(ValueError):
+    with pytest.raises(RecordRejected):
         await store.write_call_records([CallRecord(uniqueid="u3", hangup_by="nobody")])
+
+
+def _leg(seq: int) -> CallLeg:
+    return CallLeg(seq=seq, operator_id="op1", interface="PJSIP/op1", via="queue",
+                   answered_at=ago(minutes=4))
+
+
+async def test_a_record_the_database_refuses_is_record_rejected(store: Store) -> None:
+    """Two legs with one number: the legs' primary key refuses it on both databases."""
+    good = answered("u1", started=ago(minutes=5))
+    bad = LeggedCallRecord(uniqueid="u2", caller_raw=CALLER, caller_number=CALLER,
+                           operator_id="op1", legs=(_leg(0), _leg(0)))
+    with pytest.raises(RecordRejected):
+        await store.write_call_records([good, bad])
+    async with store.transaction() as tx:
+        assert await tx.calls.get_by_uniqueid("u1") is None  # nothing of the batch
+
+
+@pytest.mark.parametrize("bad", [
+    CallRecord(uniqueid="u2", operator_id="x" * 65),  # value too long (22001)
+    CallRecord(uniqueid="u2", caller_raw="+7912\x00"),  # NUL byte in a text (22021)
+], ids=["too_long", "nul_byte"])
+async def test_postgresql_data_errors_are_record_rejected(
+        store: Store, database_url: str, bad: CallRecord) -> None:
+    """SQLAlchemy's asyncpg dialect raises a value too long as a plain DBAPIError, not a
+    DataError: the SQLSTATE class decides. (SQLite keeps any length, and NUL bytes.)"""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite accepts these values")
+    with pytest.raises(RecordRejected):
+        await store.write_call_records([answered("u1", started=ago(minutes=5)), bad])
+    async with store.transaction() as tx:
+        assert await tx.calls.get_by_uniqueid("u1") is None
 
 
 async def test_record_without_start_gets_one(store: Store) -> None:
