@@ -140,6 +140,7 @@ async def build_runtime(
         journal = a.journal_path or _default_journal(settings)
         runtime.call_writer = CallRecordWriter(store, journal_path=journal)
         await runtime.call_writer.start()
+        metrics.watch_call_records(runtime.call_writer.status)
         runtime.ami = AmiListener(
             ListenerSettings(
                 host=a.host, port=a.port, username=a.username,

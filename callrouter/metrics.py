@@ -74,9 +74,43 @@ class _DecisionLogCollector(Collector):
             yield CounterMetricFamily(f"{ns}_decision_log_{name}", text, value=count)
 
 
+class CallRecordsState(Protocol):
+    """What the AMI call-record writer counts (``WriterStatus`` has this shape)."""
+
+    queued_memory: int
+    queued_journal: int
+    written: int
+    rejected: int
+    failures: int
+
+
+class _CallRecordsCollector(Collector):
+    """The AMI call-record writer's counters, read at scrape time."""
+
+    def __init__(self, status: CallRecordsState, namespace: str) -> None:
+        self._status = status
+        self._ns = namespace
+
+    def collect(self) -> Iterator[Any]:
+        s, ns = self._status, self._ns
+        yield GaugeMetricFamily(f"{ns}_call_records_pending",
+                                "AMI call records waiting to be written (memory and journal).",
+                                value=s.queued_memory + s.queued_journal)
+        yield GaugeMetricFamily(f"{ns}_call_records_journaled",
+                                "AMI call records held in the journal (the database was down).",
+                                value=s.queued_journal)
+        for name, text, count in (
+            ("written", "AMI call records written to the call log.", s.written),
+            ("rejected", "AMI call records the database refused for their data (logged, "
+                         "dropped).", s.rejected),
+            ("write_failures", "Failed writes of AMI call records (retried).", s.failures),
+        ):
+            yield CounterMetricFamily(f"{ns}_call_records_{name}", text, value=count)
+
+
 class Metrics:
     """Owns a ``CollectorRegistry``; ``on_decision``, ``on_call_record``, ``set_ami_state``,
-    ``watch_decision_log``."""
+    ``watch_decision_log``, ``watch_call_records``."""
 
     def __init__(self, namespace: str = "callrouter") -> None:
         self.namespace = namespace
@@ -131,6 +165,11 @@ class Metrics:
         """Export the decision writer's backlog and counters: a log falling behind (the
         database slow or down) shows as ``decision_log_pending`` rising."""
         self.registry.register(_DecisionLogCollector(writer, self.namespace))
+
+    def watch_call_records(self, status: CallRecordsState) -> None:
+        """Export the AMI call-record writer's queue and counters (its ``status``): records
+        the database refused for their data show as ``call_records_rejected_total``."""
+        self.registry.register(_CallRecordsCollector(status, self.namespace))
 
     # -- observers ------------------------------------------------------------------------
 

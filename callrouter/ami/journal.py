@@ -7,6 +7,13 @@ truncated only after its records were written; a committed-offset file next to i
 keeps a crash between the two from writing a batch twice (and the store's upsert by
 server_id + uniqueid makes a repeat harmless anyway). On start, a journal left by a
 previous run is written first.
+
+A record the store refuses for its data (``RecordRejected``: a value too long, a NUL byte,
+a check it fails) would be refused again on every retry and hold every later record
+behind it: the batch is halved until that record is alone, which is then dropped, logged
+with its whole journal line, and counted (``WriterStatus.rejected``); the records before
+and after it are written in order. A database that is down is never a rejection: those
+records are kept and retried as before.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from callrouter.legs import CallLeg, LegEnd, LeggedCallRecord
-from callrouter.service.ports import CallRecord, CallRecordSink
+from callrouter.service.ports import CallRecord, CallRecordSink, RecordRejected
+from callrouter.service.rejects import RejectedSearch
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +42,9 @@ _DATETIME_FIELDS = frozenset(
 _FIELD_NAMES = frozenset(f.name for f in fields(CallRecord))
 _LEG_TIMES = ("answered_at", "ended_at")
 _LEG_FIELDS = frozenset(f.name for f in fields(CallLeg))
+# A dropped record is logged whole up to this many characters (a value too long for its
+# column can be very long).
+_LOGGED_RECORD = 8000
 
 
 def record_to_json(record: CallRecord) -> str:
@@ -160,7 +171,8 @@ class WriterStatus:
     queued_memory: int = 0
     queued_journal: int = 0
     written: int = 0
-    failures: int = 0
+    failures: int = 0  # failed writes, retried (a refused batch: retried in halves)
+    rejected: int = 0  # records the store refused for their data: logged and dropped
     sink_up: bool = True
     last_error: str | None = None
     last_write_at: float | None = None
@@ -182,6 +194,7 @@ class CallRecordWriter:
         self.retry_min = retry_min
         self.retry_max = retry_max
         self.status = WriterStatus()
+        self._search = RejectedSearch(batch_size)
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -192,7 +205,7 @@ class CallRecordWriter:
                         "writing them first", self.journal.path, self.journal.pending)
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="call-record-writer")
-        if self.journal.pending:
+        if self.journal.pending or self.memory:  # records submitted before start too
             self._wake.set()
 
     def submit(self, record: CallRecord) -> None:
@@ -241,11 +254,14 @@ class CallRecordWriter:
             while self.memory or self.journal.pending:
                 try:
                     if self.memory:
-                        await self._write_memory_batch(self.batch_size)
+                        await self._write_memory_batch(self._search.size)
                     else:
                         await self._write_journal_batch()
                 except asyncio.CancelledError:
                     raise
+                except RecordRejected:
+                    # the database answered: the next, smaller batch goes at once
+                    self.status.failures += 1
                 except Exception as exc:  # the sink is down: retry later
                     self.status.failures += 1
                     if self.status.sink_up:
@@ -263,19 +279,47 @@ class CallRecordWriter:
 
     async def _write_memory_batch(self, n: int) -> None:
         batch = [self.memory[i] for i in range(min(n, len(self.memory)))]
-        await self.sink.write_call_records(batch)
+        try:
+            await self.sink.write_call_records(batch)
+        except RecordRejected as exc:
+            if not self._search.refused(len(batch)):
+                raise  # the next try is the first half
+            self.memory.popleft()
+            self._rejected(batch[0], exc)
+            return
         for _ in batch:
             self.memory.popleft()
+        self._search.written(len(batch))
         self._written(len(batch))
 
     async def _write_journal_batch(self) -> None:
-        entries = self.journal.read(limit=self.batch_size)
+        entries = self.journal.read(limit=self._search.size)
         if not entries:
             self.journal.commit(0, self.journal.pending)
             return
-        await self.sink.write_call_records([r for r, _ in entries])
+        try:
+            await self.sink.write_call_records([r for r, _ in entries])
+        except RecordRejected as exc:
+            if not self._search.refused(len(entries)):
+                raise
+            self.journal.commit(entries[0][1], 1)  # past the refused record
+            self._rejected(entries[0][0], exc)
+            return
         self.journal.commit(entries[-1][1], len(entries))
+        self._search.written(len(entries))
         self._written(len(entries))
+
+    def _rejected(self, record: CallRecord, exc: RecordRejected) -> None:
+        """Count and log a dropped record with all of it, so it can be found and mended."""
+        self.status.rejected += 1
+        self._update()
+        try:
+            line = record_to_json(record)
+        except (TypeError, ValueError):
+            line = repr(record)
+        log.error("call record refused by the store for its data, dropped: server %s "
+                  "uniqueid %s (%s); the record: %s",
+                  record.server_id, record.uniqueid, exc, line[:_LOGGED_RECORD])
 
     def _written(self, n: int) -> None:
         self.status.written += n

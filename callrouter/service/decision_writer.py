@@ -11,6 +11,7 @@ from itertools import islice
 from typing import Any
 
 from callrouter.service.ports import DecisionLog, DecisionRecord, RecordRejected
+from callrouter.service.rejects import RejectedSearch
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ class DecisionWriter:
     Records wait in a bounded deque; when the database is down the writer retries with
     backoff and keeps the newest ``max_backlog`` records (the oldest are dropped and
     counted, because a decision log is an audit aid, not the call record — the AMI
-    listener's call records have their own journal and are never dropped).
+    listener's call records have their own journal and are not dropped for an outage).
 
     When the sink has ``record_many``, the writer takes up to ``batch`` waiting records per
     transaction: under load one commit carries many decisions instead of one each (a
@@ -55,7 +56,7 @@ class DecisionWriter:
         if encode is not None and write_encoded is not None:
             self._encode, self._many = encode, write_encoded
         self._backlog: deque[Any] = deque()  # records, or their encoded form
-        self._limit = self._batch  # halved while a rejected batch is searched
+        self._search = RejectedSearch(self._batch)  # halved while a rejected batch is searched
         self._max = max_backlog
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -124,20 +125,18 @@ class DecisionWriter:
                 self.written += 1
             self._backlog.popleft()
             return
-        batch = list(islice(self._backlog, self._limit))
+        batch = list(islice(self._backlog, self._search.size))
         try:
             await self._many(batch)
         except RecordRejected as exc:
-            if len(batch) > 1:  # find the record at fault: retry the first half
-                self._limit = max(1, len(batch) // 2)
+            if not self._search.refused(len(batch)):  # the next try is the first half
                 raise
             log.error("the decision log refused a decision (%s); dropped it", exc)
             if self._backlog and self._backlog[0] is batch[0]:
                 self._backlog.popleft()
             self.rejected += 1
             return
-        if self._limit < self._batch and len(batch) == self._limit:
-            self._limit = min(self._batch, self._limit * 2)
+        self._search.written(len(batch))
         # submit() may have dropped the oldest records meanwhile: remove exactly ours.
         for record in batch:
             if self._backlog and self._backlog[0] is record:

@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from sqlalchemy.pool import NullPool
 from callrouter.ami import journal as journal_module
 from callrouter.ami.journal import CallRecordWriter
 from callrouter.ami.listener import AmiListener, AmiSettings
+from callrouter.legs import CallLeg, LeggedCallRecord
+from callrouter.service.ports import CallRecord
 from callrouter.simulator.ami import FakeAmiServer
 from callrouter.store import Store, make_engine, make_sessionmaker, upgrade
 from tests.ami.conftest import OPERATORS
@@ -448,6 +451,74 @@ async def test_flapping_database_while_calls_keep_coming(pg: Database, ami: Fake
             assert_journal_drained(journal)
     finally:
         await daemon.stop()
+
+
+class _Spy:
+    """The real Store, noting the uniqueids of every batch it took, in order."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.written: list[str] = []
+
+    async def write_call_records(self, records: Any) -> None:
+        await self.store.write_call_records(records)
+        self.written.extend(r.uniqueid for r in records)
+
+
+def _refused(uid: str) -> LeggedCallRecord:
+    """Two legs with one number: the legs' primary key refuses it on both databases."""
+    leg = CallLeg(seq=0, operator_id="op1", interface=OP1, via="queue",
+                  answered_at=datetime(2026, 1, 1, 12, tzinfo=UTC))
+    return LeggedCallRecord(uniqueid=uid, server_id="ast1", caller_raw="5550999",
+                            operator_id="op1", legs=(leg, leg))
+
+
+async def test_a_refused_record_is_dropped_and_the_rest_land_in_order(
+        database: Database, tmp_path: Path) -> None:
+    """Bad records among good ones, while the database is down (everything held, nothing
+    dropped) and once it is back: each bad one is dropped and counted, the good ones are
+    written in order (each call's live record before its final one) and the journal
+    drains. Before, the writer retried the first refused batch for ever and no call was
+    recorded again."""
+    engine = make_engine(database.url, **database.engine_options)
+    sink = _Spy(Store(make_sessionmaker(engine)))
+    journal = tmp_path / "ast1.journal"
+    writer = CallRecordWriter(sink, journal, memory_limit=3, batch_size=4,
+                              batch_delay=0.01, retry_min=0.05, retry_max=0.2)
+    records: list[CallRecord] = []
+    at = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    for i in range(6):
+        uid = f"1790000100.{i}"
+        # op1 answers, transfers to op2: the final row says op2 only if written in order
+        records.append(CallRecord(uniqueid=uid, server_id="ast1", caller_raw=f"5550{i}",
+                                  started_at=at, answered_at=at, operator_id="op1"))
+        records.append(CallRecord(uniqueid=uid, server_id="ast1", caller_raw=f"5550{i}",
+                                  ended_at=at, operator_id="op2", transferred=True,
+                                  transferred_from="op1", outcome="answered",
+                                  hangup_by="caller", talk_seconds=30))
+    records.insert(1, _refused("bad-in-memory"))
+    records.insert(8, _refused("bad-in-the-journal"))
+    await writer.start()
+    try:
+        await database.stop()
+        for record in records:
+            writer.submit(record)
+        await eventually(_sync(lambda: writer.status.failures >= 2), "failed retries")
+        assert writer.status.rejected == 0 and not writer.status.sink_up
+        assert writer.status.queued_memory == 3 and writer.status.queued_journal == 11
+
+        await database.start()
+        await eventually(_sync(lambda: writer.status.queued_memory
+                               + writer.status.queued_journal == 0), "the writer drained")
+        good = [r.uniqueid for r in records if not r.uniqueid.startswith("bad")]
+        assert sink.written == good
+        assert writer.status.rejected == 2 and writer.status.sink_up
+        found = await rows(database)
+        assert found == {uid: (1, "op2", "answered", "caller") for uid in good}
+        assert_journal_drained(journal)
+    finally:
+        await writer.stop(timeout=1.0)
+        await engine.dispose()
 
 
 async def _count_is(db: Database, n: int) -> bool:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from callrouter.ami.journal import CallRecordWriter, record_from_json, record_to_json
 from callrouter.legs import CallLeg, LegEnd, LeggedCallRecord
-from callrouter.service.ports import CallRecord
+from callrouter.service.ports import CallRecord, RecordRejected
 from tests.ami.conftest import until
 
 
@@ -122,4 +122,88 @@ async def test_torn_last_line_is_not_a_record(tmp_path) -> None:
     writer = CallRecordWriter(sink, path, batch_delay=0.01)
     await writer.start()
     await until(lambda: len(sink.rows) == 1)
+    await writer.stop()
+
+
+class PickySink(FlakySink):
+    """Refuses (for its data) any batch holding a record whose uniqueid is in ``bad``."""
+
+    def __init__(self, bad: set[str]) -> None:
+        super().__init__()
+        self.bad = bad
+        self.attempts = 0
+
+    async def write_call_records(self, records: Sequence[CallRecord]) -> None:
+        if self.down:
+            raise ConnectionError("database is down")
+        self.attempts += 1
+        if any(r.uniqueid in self.bad for r in records):
+            raise RecordRejected("value too long for type character varying(64)")
+        await super().write_call_records(records)
+
+
+async def test_a_record_the_store_refuses_is_dropped_and_the_rest_written_in_order(
+        tmp_path, caplog) -> None:
+    sink = PickySink({"1.5"})
+    writer = CallRecordWriter(sink, tmp_path / "calls.journal", batch_size=8,
+                              batch_delay=0.01, retry_min=0.02)
+    for i in range(12):
+        writer.submit(rec(i))
+    await writer.start()
+    try:
+        await until(lambda: writer.status.queued_memory == 0)
+    finally:
+        await writer.stop()
+    assert [r.uniqueid for r in sink.rows] == [f"1.{i}" for i in range(12) if i != 5]
+    assert writer.status.rejected == 1 and writer.status.written == 11
+    assert writer.status.sink_up  # the database answered: it is not down
+    assert sink.attempts < 12  # halving, not one write per record
+    [line] = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert "uniqueid 1.5" in line and "value too long" in line and '"talk_seconds":5' in line
+
+
+async def test_a_refused_record_in_the_journal_is_dropped_past_its_offset(tmp_path) -> None:
+    """Records held in the journal through an outage, one of them bad: after the outage
+    the good ones are written in order, the bad one is dropped, the journal drains, and a
+    restart does not bring it back."""
+    path = tmp_path / "calls.journal"
+    sink = PickySink({"1.3"})
+    sink.down = True
+    writer = CallRecordWriter(sink, path, memory_limit=0, batch_size=4, batch_delay=0.01,
+                              retry_min=0.02, retry_max=0.05)
+    await writer.start()
+    for i in range(10):
+        writer.submit(rec(i))
+    await asyncio.sleep(0.15)  # a few failed retries: the database is down, nothing dropped
+    assert writer.status.queued_journal == 10 and writer.status.rejected == 0
+    assert not writer.status.sink_up
+    sink.down = False
+    await until(lambda: writer.status.queued_journal == 0)
+    await writer.stop()
+    assert [r.uniqueid for r in sink.rows] == [f"1.{i}" for i in range(10) if i != 3]
+    assert writer.status.rejected == 1 and path.read_bytes() == b""
+
+    sink2 = FlakySink()
+    writer2 = CallRecordWriter(sink2, path, batch_delay=0.01)
+    await writer2.start()
+    writer2.submit(rec(10))
+    await until(lambda: len(sink2.rows) == 1)
+    assert [r.uniqueid for r in sink2.rows] == ["1.10"]
+    await writer2.stop()
+
+
+async def test_a_database_that_is_down_is_never_a_rejection(tmp_path) -> None:
+    sink = FlakySink()
+    sink.down = True
+    writer = CallRecordWriter(sink, tmp_path / "calls.journal", memory_limit=3,
+                              batch_size=2, batch_delay=0.01, retry_min=0.02, retry_max=0.05)
+    await writer.start()
+    for i in range(6):
+        writer.submit(rec(i))
+    await asyncio.sleep(0.2)
+    assert writer.status.failures >= 2 and writer.status.rejected == 0
+    assert writer.status.queued_memory + writer.status.queued_journal == 6
+    sink.down = False
+    await until(lambda: len(sink.rows) == 6)
+    assert [r.uniqueid for r in sink.rows] == [f"1.{i}" for i in range(6)]
     await writer.stop()

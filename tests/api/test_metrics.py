@@ -102,3 +102,19 @@ def test_the_decision_log_backlog_and_counters_are_exported() -> None:
     assert value(m, "callrouter_decision_log_dropped_total") == 1
     assert value(m, "callrouter_decision_log_rejected_total") == 2
     assert value(m, "callrouter_decision_log_write_failures_total") == 3
+
+
+def test_the_call_record_writer_counters_are_exported() -> None:
+    from callrouter.ami.journal import WriterStatus
+
+    status = WriterStatus(queued_memory=3, queued_journal=4, written=9, failures=2,
+                          rejected=1)
+    m = Metrics()
+    m.watch_call_records(status)
+    assert value(m, "callrouter_call_records_pending") == 7
+    assert value(m, "callrouter_call_records_journaled") == 4
+    assert value(m, "callrouter_call_records_written_total") == 9
+    assert value(m, "callrouter_call_records_rejected_total") == 1
+    assert value(m, "callrouter_call_records_write_failures_total") == 2
+    status.rejected += 1  # read at scrape time
+    assert value(m, "callrouter_call_records_rejected_total") == 2
