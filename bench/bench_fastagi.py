@@ -294,6 +294,13 @@ def daemon_line(d: dict[str, Any], calls: int) -> str:
     inside = (f"         daemon's own session time (accept to close): p50={s['p50']:.2f} ms "
               f"p99={s['p99']:.2f} ms p99.9={s['p99.9']:.2f} ms max={s['max']:.2f} ms\n"
               if s else "")
+    r = d.get("snapshot_ms") or {}
+    if r:
+        per = d["snapshot_reads"] / max(1, d["snapshot_statements"]) if d.get(
+            "snapshot_statements") else 0.0
+        inside += (f"         snapshot reads (wait for the caller's history): p50={r['p50']:.2f} "
+                   f"ms p99={r['p99']:.2f} ms max={r['max']:.2f} ms"
+                   + (f"; {per:.2f} callers a statement\n" if per else "\n"))
     gc = d.get("gc") or {}
     if gc:
         inside += "         daemon's garbage collections: " + ", ".join(

@@ -128,6 +128,8 @@ async def _daemon(url: str, conn: Connection, max_sessions: int, profile: str | 
     settle_heap()  # as `callrouter serve` does once built
     sessions = _SessionTimes()
     runtime.fastagi.observer = sessions
+    reads = _TimedSnapshots(runtime.service._snapshots)
+    runtime.service._snapshots = reads
     gc_pauses = _GcPauses()
     conn.send({"port": runtime.fastagi.port, "loop": type(asyncio.get_running_loop()).__module__})
     profiled = False
@@ -139,6 +141,8 @@ async def _daemon(url: str, conn: Connection, max_sessions: int, profile: str | 
         cpu0, wall0 = time.process_time(), time.perf_counter()
         written0 = runtime.writer.written
         sessions.times.clear()
+        reads.times.clear()
+        statements0 = getattr(runtime.hot, "statements", 0)
         gc_pauses.clear()
         if profiler:
             profiler.enable()
@@ -159,6 +163,9 @@ async def _daemon(url: str, conn: Connection, max_sessions: int, profile: str | 
             "left_unwritten": runtime.writer.pending, "dropped": runtime.writer.dropped,
             "write_failures": runtime.writer.failures,
             "session_ms": sessions.percentiles(),
+            "snapshot_ms": percentiles(reads.times),
+            "snapshot_statements": getattr(runtime.hot, "statements", 0) - statements0,
+            "snapshot_reads": len(reads.times),
             "gc": gc_pauses.figures(),
         }
         if profiler and profile:
@@ -209,10 +216,30 @@ class _SessionTimes(SessionObserver):
         self.times.append(seconds * 1000.0)
 
     def percentiles(self) -> dict[str, float]:
-        if len(self.times) < 2:
-            return {}
-        q = statistics.quantiles(self.times, n=1000)
-        return {"p50": q[499], "p99": q[989], "p99.9": q[998], "max": max(self.times)}
+        return percentiles(self.times)
+
+
+def percentiles(times: list[float]) -> dict[str, float]:
+    if len(times) < 2:
+        return {}
+    q = statistics.quantiles(times, n=1000)
+    return {"p50": q[499], "p99": q[989], "p99.9": q[998], "max": max(times)}
+
+
+class _TimedSnapshots:
+    """The routing's snapshot source, timed: how long each call waited for its caller's
+    history (its statement slot, the database, the batch it rode in)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.times: list[float] = []
+
+    async def snapshot(self, number: str, now: datetime, lookback_seconds: int) -> Any:
+        started = time.perf_counter()
+        try:
+            return await self._inner.snapshot(number, now, lookback_seconds)
+        finally:
+            self.times.append((time.perf_counter() - started) * 1000.0)
 
 
 class ClassicRouter:
