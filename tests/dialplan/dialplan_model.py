@@ -464,6 +464,7 @@ class Outcome:
     dial_options: list[str] = field(default_factory=list)
     queues_tried: list[tuple[str, str]] = field(default_factory=list)  # (queue, QUEUE_PRIO)
     timeout_after_agi: float | None = None
+    agi_scripts: list[str] = field(default_factory=list)  # AGI()'s first argument, each run
 
 
 class Channel:
@@ -704,7 +705,10 @@ class Channel:
         if not (self.ringing or self.media):
             self.problem("AGI runs with no ringback: the caller hears silence meanwhile")
         args = separate_args(data, ",", True, 128)
-        if not args[0].endswith("/route") or len(args) < 2 or not args[1]:
+        self.out.agi_scripts.append(args[0])
+        # FastAGI: agi://host:port/route; classic: the script's name in astagidir
+        classic = "://" not in args[0] and "/" not in args[0]
+        if not (args[0].endswith("/route") or classic) or len(args) < 2 or not args[1]:
             self.problem(f"AGI arguments {args!r}")
         status = self.sc.agistatus
         if status == "HANGUP":

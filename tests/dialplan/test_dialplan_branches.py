@@ -228,6 +228,30 @@ def test_empty_or_odd_globals() -> None:
         assert out.dial_options == [used], opts
 
 
+@pytest.mark.parametrize(("fastagi", "script"), [
+    ("agi://127.0.0.1:4573", "agi://127.0.0.1:4573/route"),
+    ("hagi://daemons.example", "hagi://daemons.example/route"),
+    # not a URL: the classic entry in astagidir, run as named. Asterisk 22.10.1 answered
+    # "callrouter-route.agi/route" with AGISTATUS=NOTFOUND (docs/asterisk-validation.md)
+    ("callrouter-route.agi", "callrouter-route.agi"),
+])
+def test_the_agi_is_the_daemons_route_or_the_classic_script(fastagi: str, script: str) -> None:
+    out = run(Scenario(daemon=_sticky(), dialstatus="ANSWER",
+                       globals={"CALLROUTER_FASTAGI": fastagi}), PLAN)
+    assert out.problems == []
+    assert out.agi_scripts == [script]
+    assert out.kind == "answered"
+
+
+def test_no_agi_configured_goes_to_the_entry_queue_without_an_agi() -> None:
+    # nothing to ask: fail open at once, as a daemon that cannot be reached would
+    out = run(Scenario(daemon=_sticky(), globals={"CALLROUTER_FASTAGI": ""}), PLAN)
+    assert out.problems == []
+    assert out.agi_scripts == []
+    assert (out.kind, out.detail) == ("queued", ENTRY)
+    assert out.queues_tried == [(ENTRY, "0")]
+
+
 def test_a_transfer_back_into_the_context_starts_clean() -> None:
     # stale variables on the channel from an earlier pass are cleared before the AGI
     stale = {cv.TARGET: "PJSIP/9999", cv.ACTION: "operator", cv.WAIT: "5"}
