@@ -234,6 +234,9 @@ class AgiSessionProtocol(asyncio.Protocol):
             return
         log.warning("FastAGI %s route %s: session exceeded %.1f s", self.peer(),
                     self._route, server.session_timeout)
+        abandon, self._abandon = self._abandon, None
+        if self._state == _ROUTING and abandon is not None:
+            abandon()  # a route that never answered: do not let it run on
         self._finish("bad_client")
 
     def _fail(self, exc: AgiError) -> None:

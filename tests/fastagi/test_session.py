@@ -271,3 +271,22 @@ async def test_route_that_raises_closes_with_error_and_no_command(caplog) -> Non
         assert "bug in a route" in caplog.text
     finally:
         await srv.close()
+
+
+async def test_a_route_that_never_answers_is_abandoned_at_the_session_deadline() -> None:
+    srv, seen = await start(FakeRouter())
+    srv.session_timeout = 0.3
+    abandoned: list[bool] = []
+
+    def silent(env: object, peer: object, answer: object) -> object:
+        return lambda: abandoned.append(True)  # never calls answer
+
+    srv.routes["route"] = silent  # type: ignore[assignment]
+    try:
+        raw = b"".join(environment_block(port=srv.port, caller="1234567", args=["support"]))
+        got = await raw_session(srv.port, raw, read_until_close=3.0)
+        assert got == b""  # closed without a command: the dialplan's normal queue
+        assert seen.ends == [("route", "bad_client")]
+        assert abandoned == [True]
+    finally:
+        await srv.close()
