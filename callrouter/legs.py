@@ -70,4 +70,22 @@ def legs_of(record: CallRecord) -> tuple[CallLeg, ...]:
     return record.legs if isinstance(record, LeggedCallRecord) else ()
 
 
-__all__ = ["TRANSFERS", "CallLeg", "LegEnd", "LeggedCallRecord", "legs_of"]
+def operator_talk_seconds(record: CallRecord) -> int | None:
+    """The own time with the caller of the operator a finished, transferred call ends with
+    (``operator_id``, its last handler): the talk of their legs, added up (A -> B -> A:
+    both of A's). What ``min_talk_seconds`` is checked against for the next call.
+
+    None when it is not known or not needed: a live record (talk is 0 until a leg ends), a
+    call with one leg (its talk time is that operator's), a record without legs, or a last
+    handler with no leg of their own.
+    """
+    legs = legs_of(record)
+    if record.outcome == "in_progress" or len(legs) < 2 or record.operator_id is None:
+        return None
+    own = [leg.talk_seconds for leg in legs if leg.operator_id == record.operator_id]
+    return sum(own) if own else None
+
+
+__all__ = [
+    "TRANSFERS", "CallLeg", "LegEnd", "LeggedCallRecord", "legs_of", "operator_talk_seconds",
+]

@@ -172,7 +172,9 @@ def _history(ctx: RoutingContext, qr: QueueRules, now: datetime) -> list[PastCal
 def _last_answered(
     ctx: RoutingContext, history: list[PastCall], qr: QueueRules, now: datetime, draft: _Draft
 ) -> PastCall | None:
-    """The last answered call within the sticky window (measured from its end)."""
+    """The last answered call within the sticky window (measured from its end) whose
+    operator talked with the caller for at least ``min_talk_seconds``: after a transfer,
+    the time of the operator who had the call last, not the whole call's."""
     window = timedelta(seconds=qr.sticky_window)
     skipped_short = False
     for call in history:
@@ -180,7 +182,7 @@ def _last_answered(
             break
         if call.outcome is not Outcome.ANSWERED or call.operator_id is None:
             continue
-        if call.talk_seconds < qr.min_talk_seconds:
+        if call.handler_talk_seconds < qr.min_talk_seconds:
             skipped_short = True
             continue
         if skipped_short:

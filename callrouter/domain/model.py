@@ -86,7 +86,12 @@ class Operator:
 
 @dataclass(frozen=True, slots=True)
 class PastCall:
-    """One earlier inbound call of the same caller, as history for the next decision."""
+    """One earlier inbound call of the same caller, as history for the next decision.
+
+    ``operator_id`` is who handled the call last; ``talk_seconds`` is everyone's time with
+    the caller added up, ``operator_talk_seconds`` that operator's own part of it after a
+    transfer (None for a call that was not transferred, or recorded before it was kept).
+    """
 
     id: str
     queue: str
@@ -97,11 +102,19 @@ class PastCall:
     talk_seconds: int = 0
     resolved: bool | None = None
     escalated: bool = False
+    operator_talk_seconds: int | None = None
 
     @property
     def last_moment(self) -> datetime:
         """End of the call, or its start when the end is not known yet."""
         return self.ended_at or self.started_at
+
+    @property
+    def handler_talk_seconds(self) -> int:
+        """How long ``operator_id`` talked with the caller: their own part after a
+        transfer, else (one operator, or not known) the whole call's talk time."""
+        own = self.operator_talk_seconds
+        return self.talk_seconds if own is None else own
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callrouter.domain.model import Action, Outcome, PastCall
 from callrouter.ids import new_id
-from callrouter.legs import CallLeg
+from callrouter.legs import CallLeg, operator_talk_seconds
 from callrouter.service.ports import CallRecord
 from callrouter.store.call_legs import apply_legs, call_verdict, legs_for, notes_for, write_note
 from callrouter.store.errors import NotFound
@@ -36,6 +36,7 @@ _PAST_CALL_COLUMNS = (
     CallRow.talk_seconds,
     CallRow.resolved,
     CallRow.escalated,
+    CallRow.operator_talk_seconds,
 )
 
 
@@ -118,6 +119,7 @@ class CallRepository:
                 talk_seconds=r.talk_seconds,
                 resolved=r.resolved,
                 escalated=r.escalated,
+                operator_talk_seconds=r.operator_talk_seconds,
             )
             for r in await self._session.execute(stmt)
         )
@@ -245,11 +247,15 @@ _KEPT_UNLESS_KNOWN = (
 _RECORD_COLUMNS = (
     "id", "server_id", "uniqueid", "caller_raw", "started_at", "hold_seconds",
     "talk_seconds", "outcome", "transferred", "transferred_from", "escalated",
-    *_KEPT_UNLESS_KNOWN,
+    "operator_talk_seconds", *_KEPT_UNLESS_KNOWN,
 )
 _UNLESS_NOTHING = "{c} = CASE WHEN excluded.{c} = {nothing} THEN calls.{c} ELSE excluded.{c} END"
 _ON_CONFLICT_SET = (
     *(f"{c} = COALESCE(excluded.{c}, calls.{c})" for c in _KEPT_UNLESS_KNOWN),
+    # Known from a final record's legs only (NULL otherwise): a live record replayed after
+    # the final one leaves it.
+    "operator_talk_seconds = COALESCE(excluded.operator_talk_seconds,"
+    " calls.operator_talk_seconds)",
     _UNLESS_NOTHING.format(c="caller_raw", nothing="''"),
     _UNLESS_NOTHING.format(c="hold_seconds", nothing="0"),
     _UNLESS_NOTHING.format(c="talk_seconds", nothing="0"),
@@ -287,7 +293,7 @@ def _record_params(record: CallRecord) -> dict[str, Any]:
         known_started_at=record.started_at, hold_seconds=record.hold_seconds or 0,
         talk_seconds=record.talk_seconds or 0, outcome=outcome.value,
         transferred=bool(record.transferred), transferred_from=_known(record.transferred_from),
-        escalated=False,
+        escalated=False, operator_talk_seconds=operator_talk_seconds(record),
     )
     return params
 

@@ -102,6 +102,9 @@ class CallRow(Base):
     transferred: Mapped[bool] = mapped_column(Boolean, default=False)
     # After a transfer: who answered first (operator_id is who handled the call last).
     transferred_from: Mapped[str | None] = mapped_column(String(64))
+    # After a transfer: operator_id's own talk time (their legs' added up); talk_seconds
+    # is everyone's. NULL for a call not transferred (talk_seconds is theirs).
+    operator_talk_seconds: Mapped[int | None] = mapped_column(Integer)
     sticky_hit: Mapped[bool | None] = mapped_column(Boolean)
     fallback_cause: Mapped[str | None] = mapped_column(String(40))
     escalated: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -36,7 +36,7 @@ _REOPEN_SECONDS = int(REOPEN_WINDOW.total_seconds())
 # as decoding the answer).
 _COLUMNS = f"""
   ARRAY(SELECT ROW(c.id, c.queue, c.started_at, c.ended_at, c.operator_id, c.outcome,
-                   c.talk_seconds, c.resolved, c.escalated)
+                   c.talk_seconds, c.resolved, c.escalated, c.operator_talk_seconds)
         FROM calls c
         WHERE c.caller_number = {{number}}
           AND c.started_at >= {{now}} - make_interval(secs => {{lookback}})
@@ -123,6 +123,7 @@ def decode_snapshot(r: Any) -> CallerSnapshot:
         PastCall(
             id=c[0], queue=c[1] or "", started_at=c[2], ended_at=c[3], operator_id=c[4],
             outcome=outcome(c[5]), talk_seconds=c[6], resolved=c[7], escalated=c[8],
+            operator_talk_seconds=c[9],
         )
         for c in r["recent"]
     )

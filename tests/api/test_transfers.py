@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,12 +20,14 @@ import pytest
 from callrouter.ami.interfaces import InterfaceMap
 from callrouter.ami.tracker import CallTracker
 from callrouter.api.services.streams import call_ended, screen_pop
+from callrouter.config.rules_holder import RulesHolder
 from callrouter.domain.model import Operator
+from callrouter.legs import CallLeg, LegEnd, LeggedCallRecord
 from callrouter.service.ports import CallRecord
 from callrouter.store import Role, Store
 from tests.ami.test_transfers import messages
 from tests.ami.transfers import CALLER_UID, blind_transfer_chain, blind_transfer_to_op2
-from tests.api.conftest import World
+from tests.api.conftest import NOW, World
 
 NUMBER = "+79161112233"
 AMI_OPERATORS = {
@@ -141,3 +145,36 @@ async def test_the_operator_who_left_keeps_the_call_id_on_their_stream(world: Wo
         assert (await call_ended(world.deps, operator, payload))["call"]["id"] == call_id
         assert (await screen_pop(world.deps, operator, payload))["call"]["id"] == call_id
     assert (await call_ended(world.deps, "spec1", payload))["call"]["id"] is None
+
+
+async def test_sticky_counts_the_last_operators_own_talk(world: World, tmp_path: Path) -> None:
+    """Anna talks ten minutes and blind-transfers to Boris, who drops the caller after 5 s.
+    With ``min_talk_seconds = 30`` the call binds the caller to nobody, in the caller's
+    context and in the bindings list, as ``decide`` routes the next call; with 0 it binds
+    them to Boris."""
+    at = NOW - timedelta(minutes=15)
+    legs = (
+        CallLeg(0, "op1", "PJSIP/1001", "queue", at, at + timedelta(seconds=600), 10, 600,
+                LegEnd.BLIND_TRANSFER, None, "op2", "1002@transfer"),
+        CallLeg(1, "op2", "PJSIP/1002", "dial", at + timedelta(seconds=605),
+                at + timedelta(seconds=610), 5, 5, LegEnd.HUNG_UP, "operator"),
+    )
+    await world.store.write_call_records([LeggedCallRecord(
+        uniqueid="u-transfer", caller_raw=NUMBER, caller_number=NUMBER, queue="support",
+        started_at=at - timedelta(seconds=10), answered_at=at, ended_at=legs[1].ended_at,
+        operator_id="op2", answered_interface="PJSIP/1002", hold_seconds=10,
+        talk_seconds=605, outcome="answered", hangup_by="operator", transferred=True,
+        transferred_from="op1", legs=legs)])
+
+    async def bound() -> tuple[str | None, str | None]:
+        async with world.client("supervisor") as client:
+            sticky = (await client.get(f"/api/v1/callers/{NUMBER}")).json()["sticky"]
+            listed = {b["caller_number"]: b["operator_id"]
+                      for b in (await client.get("/api/v1/bindings")).json()}
+        return (sticky["operator_id"] if sticky else None), listed.get(NUMBER)
+
+    assert await bound() == ("op2", "op2")  # min_talk_seconds = 0: the last operator
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[rules.defaults]\nmin_talk_seconds = 30\n")
+    world.deps.rules = RulesHolder.from_file(rules)
+    assert await bound() == (None, None)  # Boris's own 5 s, not the call's 605 s

@@ -49,8 +49,10 @@ def call(
     resolved: bool | None = None,
     started: datetime | None = None,
     id: str | None = None,
+    own_talk: int | None = None,
 ) -> PastCall:
-    """An earlier call; it started ``talk`` seconds (plus a minute of queueing) before it ended."""
+    """An earlier call; it started ``talk`` seconds (plus a minute of queueing) before it ended.
+    ``own_talk``: after a transfer, the last operator's own part of ``talk``."""
     start = started or ended - timedelta(seconds=talk + 60)
     return PastCall(
         id=id or f"call-{operator_id}-{ended:%H%M%S}",
@@ -61,6 +63,7 @@ def call(
         outcome=outcome,
         talk_seconds=talk if outcome is Outcome.ANSWERED else 0,
         resolved=resolved,
+        operator_talk_seconds=own_talk,
     )
 
 

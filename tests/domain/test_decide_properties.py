@@ -73,6 +73,7 @@ def past_calls(draw: st.DrawFn) -> PastCall:
     else:
         operator_id = draw(st.one_of(st.none(), operator))
     in_progress = outcome is Outcome.IN_PROGRESS and draw(st.booleans())
+    talk = draw(st.integers(min_value=0, max_value=duration))
     return PastCall(
         id=f"c{draw(st.integers(0, 10**6))}",
         queue=draw(st.sampled_from(["support", *QUEUES])),
@@ -80,9 +81,11 @@ def past_calls(draw: st.DrawFn) -> PastCall:
         ended_at=None if in_progress else ended,
         operator_id=operator_id,
         outcome=outcome,
-        talk_seconds=draw(st.integers(min_value=0, max_value=duration)),
+        talk_seconds=talk,
         resolved=draw(st.one_of(st.none(), st.booleans())),
         escalated=draw(st.booleans()),
+        # after a transfer, the last operator's own part of the talk
+        operator_talk_seconds=draw(st.one_of(st.none(), st.integers(0, talk))),
     )
 
 
@@ -288,6 +291,20 @@ def announcement_only_when_the_call_really_goes_to_their_operator(
         assert sounds[0] == incident_sounds[0], "the incident is heard first"
 
 
+def a_call_followed_back_was_long_enough_for_its_operator(
+    ctx: RoutingContext, rules: Rules, d: Decision, qr: QueueRules
+) -> None:
+    """Sticky and last-contact targets come from an answered call on which that operator
+    (the last handler) talked at least ``min_talk_seconds`` themselves."""
+    if d.reason_code not in (R.STICKY_AVAILABLE, R.STICKY_BUSY_WAIT, R.SPECIALIST_LAST_CONTACT):
+        return
+    assert any(
+        c.operator_id == d.target_operator_id and c.outcome is Outcome.ANSWERED
+        and c.handler_talk_seconds >= qr.min_talk_seconds
+        for c in ctx.recent_calls
+    )
+
+
 def decide_is_deterministic(ctx: RoutingContext, rules: Rules, d: Decision, qr: QueueRules) -> None:
     assert decide(ctx, rules, NOW) == d, "same inputs, same decision"
 
@@ -312,6 +329,7 @@ PROPERTIES = [
     announcement_only_when_the_call_really_goes_to_their_operator,
     decide_is_deterministic,
     escalation_is_capped_and_suppressed,
+    a_call_followed_back_was_long_enough_for_its_operator,
 ]
 
 

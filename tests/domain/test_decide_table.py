@@ -281,6 +281,59 @@ STICKY_CASES = [
         sticky((R.STICKY_AVAILABLE, R.REPEAT_PRIORITY)),
         rules(min_talk_seconds=30),
     ),
+    # After a transfer the call's operator is who had it last; their own part of the talk
+    # counts, not everyone's (docs/calls-and-transfers.md, "Sticky routing after a transfer").
+    case(
+        "min-talk-transferred-call-last-operators-own-part-too-short",
+        # Anna talked ten minutes, transferred to Boris, who dropped the caller after 5 s
+        context(calls=[call("boris", ended=ago(minutes=5), talk=605, own_talk=5)]),
+        pool((R.DEFAULT_QUEUE, R.REPEAT_PRIORITY, R.SHORT_CALL_IGNORED)),
+        rules(min_talk_seconds=30),
+    ),
+    case(
+        "min-talk-transferred-call-too-short-earlier-call-counts",
+        context(
+            calls=[ANNA_30_MIN_AGO,
+                   call("boris", ended=ago(minutes=5), talk=605, own_talk=5, resolved=True)]
+        ),
+        sticky((R.STICKY_AVAILABLE, R.REPEAT_PRIORITY, R.SHORT_CALL_IGNORED)),
+        rules(min_talk_seconds=30),
+    ),
+    case(
+        "min-talk-transferred-call-own-part-long-enough",
+        context(calls=[call("anna", ended=ago(minutes=5), talk=620, own_talk=40)]),
+        sticky((R.STICKY_AVAILABLE, R.REPEAT_PRIORITY)),
+        rules(min_talk_seconds=30),
+    ),
+    case(
+        "min-talk-transferred-call-own-part-exactly-minimum",
+        context(calls=[call("anna", ended=ago(minutes=5), talk=600, own_talk=30)]),
+        sticky((R.STICKY_AVAILABLE, R.REPEAT_PRIORITY)),
+        rules(min_talk_seconds=30),
+    ),
+    case(
+        "min-talk-own-part-unknown-whole-call-counts",
+        # not transferred, or recorded before the own part was kept: the whole call's time
+        context(calls=[call("anna", ended=ago(minutes=5), talk=40, own_talk=None)]),
+        sticky((R.STICKY_AVAILABLE, R.REPEAT_PRIORITY)),
+        rules(min_talk_seconds=30),
+    ),
+    case(
+        "min-talk-zero-transferred-call-with-a-zero-own-part-counts",
+        context(calls=[call("anna", ended=ago(minutes=5), talk=300, own_talk=0)]),
+        sticky((R.STICKY_AVAILABLE, R.REPEAT_PRIORITY)),
+    ),
+    case(
+        "min-talk-specialist-last-contact-own-part-too-short",
+        # Anna passed the caller to Sveta, who dropped them at once: no continuity with
+        # Sveta; the call before (with Anna) is the last contact that counts
+        context(
+            calls=[ANNA_30_MIN_AGO,
+                   call("sveta", ended=ago(minutes=5), talk=400, own_talk=3, resolved=True)]
+        ),
+        sticky((R.STICKY_AVAILABLE, R.REPEAT_PRIORITY, R.SHORT_CALL_IGNORED)),
+        rules(min_talk_seconds=30),
+    ),
     case(
         "history-any-queue-follows-other-queue-call",
         context(

@@ -103,3 +103,29 @@ async def check_decision_merges_into_ami_row(store: Any, record_many: Any) -> No
     assert call.decision_id == rec.id and call.caller_number == CALLER
     assert call.started_at == ago(minutes=5, seconds=1)  # the AMI start is kept
     assert call.linkedid == "L-ami"  # what AMI knew first is not overwritten
+
+    # A transferred call the listener finished before its decision was written (the
+    # decision writer lingers, or the database was slow): the last handler's own talk
+    # time, which only the AMI record knows, survives the decision's merge.
+    await store.write_call_records([transferred("u10", started=ago(minutes=4))])
+    await record_many([decision_record(at=ago(minutes=4), uniqueid="u10")])
+    snapshot = await store.snapshot(CALLER, NOW, 3600)
+    [past] = [c for c in snapshot.recent_calls if c.operator_id == "bob"]
+    assert (past.talk_seconds, past.operator_talk_seconds) == (300, 5)
+
+
+def transferred(uniqueid: str, *, started: datetime) -> CallRecord:
+    """Alice talks 295 s and blind-transfers to Bob, who drops the caller after 5 s."""
+    from callrouter.legs import CallLeg, LegEnd, LeggedCallRecord
+
+    first = answered(uniqueid, started=started, operator="bob", talk=300)
+    at = started + timedelta(seconds=10)
+    legs = (
+        CallLeg(0, "alice", "PJSIP/alice", "queue", at, at + timedelta(seconds=295), 10, 295,
+                LegEnd.BLIND_TRANSFER, None, "bob", "bob@transfer"),
+        CallLeg(1, "bob", "PJSIP/bob", "dial", at + timedelta(seconds=300),
+                at + timedelta(seconds=305), 5, 5, LegEnd.HUNG_UP, "operator"),
+    )
+    fields = {k: getattr(first, k) for k in CallRecord.__dataclass_fields__}
+    fields.update(transferred=True, transferred_from="alice", answered_interface="PJSIP/bob")
+    return LeggedCallRecord(**fields, legs=legs)

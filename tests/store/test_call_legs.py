@@ -13,11 +13,12 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from callrouter.domain.model import PastCall
 from callrouter.legs import CallLeg, LegEnd, LeggedCallRecord
 from callrouter.service.ports import CallRecord, RecordRejected
 from callrouter.store import Store, StoredCall
 
-from .builders import CALLER, NOW, ago
+from .builders import CALLER, NOW, ago, decision_record
 
 
 def leg(seq: int, operator: str, at: datetime, talk: int | None = None,
@@ -187,3 +188,62 @@ async def test_a_leg_the_table_would_refuse_is_refused_before_writing(store: Sto
         await store.write_call_records([bad])
     async with store.transaction() as tx:
         assert await tx.calls.get_by_uniqueid("u3") is None  # nothing of the batch written
+
+
+# --- the last handler's own talk time (min_talk_seconds after a transfer) ---------------
+
+
+async def past(store: Store, uid: str = "u1") -> PastCall:
+    """The call as the routing snapshot reads it (SQLite: ``load_snapshot``; PostgreSQL:
+    the hot path's ``pg_snapshot``)."""
+    call_id = (await stored(store, uid)).id
+    snapshot = await store.snapshot(CALLER, NOW, 3600)
+    [found] = [c for c in snapshot.recent_calls if c.id == call_id]
+    return found
+
+
+async def test_the_last_handlers_own_talk_reaches_the_snapshot(store: Store) -> None:
+    """A 60 s, B 40 s, C 90 s: the call's talk is 190 s, Carl's own 90 s, and a live
+    record replayed after the final one, or the decision arriving late, keeps it."""
+    await store.write_call_records([live("u1", "anna", OPEN_A),
+                                    live("u1", "boris", A, OPEN_B, first="anna")])
+    assert (await past(store)).operator_talk_seconds is None  # not known while live
+    await store.write_call_records([final()])
+    call = await past(store)
+    assert (call.operator_id, call.talk_seconds, call.operator_talk_seconds) == ("carl", 190, 90)
+    assert call.handler_talk_seconds == 90
+    await store.write_call_records([live("u1", "anna", A, OPEN_B, first="anna")])
+    await store.record(decision_record(at=T0 - timedelta(seconds=6), uniqueid="u1"))
+    assert (await past(store)).operator_talk_seconds == 90
+
+
+async def test_own_talk_adds_up_the_last_handlers_legs(store: Store) -> None:
+    """A -> B -> A: Anna's two parts; a call transferred out to a number no operator owns
+    stays Anna's, with her part only."""
+    back = leg(2, "anna", T0 + timedelta(seconds=110), 25, LegEnd.HUNG_UP)
+    a_to_b_to_a = replace(final("u1"), operator_id="anna", transferred_from=None,
+                          legs=(A, replace(B, transferred_to="anna"), back))
+    outside = CallLeg(seq=1, operator_id=None, interface="PJSIP/trunk", via="dial",
+                      answered_at=T0 + timedelta(seconds=65), talk_seconds=5,
+                      ended_at=T0 + timedelta(seconds=70), end=LegEnd.HUNG_UP,
+                      hangup_by="caller")
+    to_outside = replace(final("u2"), operator_id="anna", transferred_from=None,
+                         talk_seconds=65, legs=(replace(A, transferred_to=None), outside))
+    await store.write_call_records([a_to_b_to_a, to_outside])
+    assert (await past(store, "u1")).operator_talk_seconds == 60 + 25
+    assert (await past(store, "u2")).operator_talk_seconds == 60
+
+
+async def test_a_call_with_one_leg_has_no_own_talk_and_counts_whole(store: Store) -> None:
+    """Not transferred, or a blind transfer nobody took: the whole call is the operator's
+    (as for calls recorded before legs)."""
+    alone = replace(final("u1"), operator_id="anna", transferred_from=None, talk_seconds=60,
+                    transferred=False,
+                    legs=(replace(A, end=LegEnd.HUNG_UP, transferred_to=None,
+                                  transfer_target=None, hangup_by="caller"),))
+    untaken = replace(final("u2"), operator_id="anna", transferred_from=None,
+                      talk_seconds=60, legs=(replace(A, transferred_to=None),))
+    await store.write_call_records([alone, untaken])
+    for uid in ("u1", "u2"):
+        call = await past(store, uid)
+        assert call.operator_talk_seconds is None and call.handler_talk_seconds == 60

@@ -34,6 +34,7 @@ from .builders import (
     check_decision_merges_into_ami_row,
     decision,
     decision_record,
+    transferred,
 )
 
 pytestmark = pytest.mark.postgres
@@ -223,6 +224,7 @@ async def test_snapshot_equals_the_sqlalchemy_reference(both: tuple[Store, PgHot
     await store.write_call_records([
         CallRecord(uniqueid="u30", operator_id="op3", answered_at=ago(minutes=29),
                    ended_at=ago(minutes=20), talk_seconds=540),
+        transferred("u1", started=ago(minutes=1)),  # the last handler's own talk: 5 s
     ])
     async with store.transaction() as tx:
         await tx.operators.add(Operator("op5", "Olga", ("PJSIP/1005",)))
@@ -234,6 +236,7 @@ async def test_snapshot_equals_the_sqlalchemy_reference(both: tuple[Store, PgHot
         want = await load_snapshot(session, CALLER, NOW, 3600)
     assert got == want
     assert len(got.recent_calls) == 2 and got.open_ticket is not None
+    assert [c.operator_talk_seconds for c in got.recent_calls] == [5, None]
     assert got.flags.vip_class == "gold" and got.flags.opted_out_operators == {"op5"}
     assert hot.inflight == 0
 

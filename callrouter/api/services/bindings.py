@@ -30,7 +30,9 @@ async def current_bindings(
     last = func.coalesce(CallRow.ended_at, CallRow.started_at)
     rows = await tx.session.execute(
         select(CallRow.id, CallRow.caller_number, CallRow.operator_id, CallRow.queue,
-               CallRow.talk_seconds, last.label("last"))
+               # the last handler's own talk time after a transfer, as decide() counts it
+               func.coalesce(CallRow.operator_talk_seconds, CallRow.talk_seconds),
+               last.label("last"))
         .where(
             CallRow.outcome == Outcome.ANSWERED.value,
             CallRow.operator_id.is_not(None),

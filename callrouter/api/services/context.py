@@ -42,7 +42,7 @@ def sticky_binding(
             return None
         if call.outcome is not Outcome.ANSWERED or call.operator_id is None:
             continue
-        if call.talk_seconds < qr.min_talk_seconds:
+        if call.handler_talk_seconds < qr.min_talk_seconds:
             continue
         until = call.last_moment + window
         op = operators.get(call.operator_id)
