@@ -31,37 +31,28 @@ def alembic_config() -> Config:
     return config
 
 
-def _upgrade_on(connection: Connection, revision: str) -> None:
+def _migrate_on(connection: Connection, step: str, revision: str) -> None:
     from alembic import command
 
     config = alembic_config()
     config.attributes["connection"] = connection
-    command.upgrade(config, revision)
+    getattr(command, step)(config, revision)
+
+
+async def _migrate(url: str, step: str, revision: str) -> None:
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_migrate_on, step, revision)
+    finally:
+        await engine.dispose()
 
 
 async def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision`` (default: the newest)."""
-    engine = make_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(_upgrade_on, revision)
-    finally:
-        await engine.dispose()
-
-
-def _downgrade_on(connection: Connection, revision: str) -> None:
-    from alembic import command
-
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    command.downgrade(config, revision)
+    await _migrate(url, "upgrade", revision)
 
 
 async def downgrade(url: str, revision: str) -> None:
     """Take the database at ``url`` back to ``revision`` (the migrations' own downgrades)."""
-    engine = make_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(_downgrade_on, revision)
-    finally:
-        await engine.dispose()
+    await _migrate(url, "downgrade", revision)
