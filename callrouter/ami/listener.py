@@ -348,7 +348,7 @@ class AmiListener:
 
     def expect(self, uniqueid: str, decision_id: str | None,
                target_operator_id: str | None) -> None:
-        self.tracker.expect(uniqueid, decision_id, target_operator_id)
+        self.tracker.expect(uniqueid, decision_id, target_operator_id, time.time())
 
     # -- the operator directory ------------------------------------------------------------
 
