@@ -139,6 +139,8 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
 
 
 class _Manager(Manager):  # type: ignore[misc]
+    pinger: asyncio.TimerHandle | None  # panoramisk's, set in __init__ and ping()
+
     def __init__(self, listener: AmiListener, **config: Any) -> None:
         super().__init__(**config)
         self.listener = listener
@@ -165,11 +167,21 @@ class _Manager(Manager):  # type: ignore[misc]
         super().connection_made(f)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.listener.on_link_down(str(exc) if exc else "connection lost")
+        reason = str(exc) if exc else "connection lost"
+        self.listener.on_link_down(reason)
         if self.stopped:
             return
         self.reconnect_timeout = self.listener.next_backoff()
-        super().connection_lost(exc)
+        # panoramisk's Manager.connection_lost, without its log lines: it says
+        # "Connection lost" at ERROR for every loss (an announced shutdown is none) and
+        # "Try to connect again in 0 second(s)" (its int() of our backoff).
+        self._connected = False
+        self.loop.call_soon(self.on_disconnect, self, exc)
+        if self.pinger:
+            self.pinger.cancel()
+            self.pinger = None
+        self.listener.log_link_lost(reason, self.reconnect_timeout)
+        self.loop.call_later(self.reconnect_timeout, self.connect)
 
     def ping(self) -> None:
         if self.stopped or self.protocol is None or self.protocol.closed:
@@ -254,6 +266,9 @@ class AmiListener:
         self._qs_ids = itertools.count(1)
         self._qs_pending: str | None = None
         self._ever_connected = False
+        # The Shutdown event of this connection (its Shutdown and Restart headers): the
+        # link's end that follows was announced. Cleared at the next login.
+        self._shutdown: tuple[str | None, str | None] | None = None
         self.logged_in: asyncio.Event | None = None  # built in start(), inside the loop
         self.snapshot_done: asyncio.Event | None = None
 
@@ -348,7 +363,7 @@ class AmiListener:
 
     def expect(self, uniqueid: str, decision_id: str | None,
                target_operator_id: str | None) -> None:
-        self.tracker.expect(uniqueid, decision_id, target_operator_id)
+        self.tracker.expect(uniqueid, decision_id, target_operator_id, time.time())
 
     # -- the operator directory ------------------------------------------------------------
 
@@ -395,6 +410,7 @@ class AmiListener:
     def _on_login(self, manager: Any) -> None:
         self._backoff = self.settings.backoff_min
         self._ping_sent_at = None
+        self._shutdown = None
         if self._ever_connected:
             self.status.reconnects += 1
         self._ever_connected = True
@@ -428,8 +444,12 @@ class AmiListener:
                 self.snapshot_done.set()
 
     def _on_shutdown(self, msg: AmiMessage, now: float) -> None:
-        log.warning("AMI %s: Asterisk shuts down (%s, restart=%s)", self.settings.server_id,
-                    msg.headers.get("Shutdown"), msg.headers.get("Restart"))
+        how, restart = msg.headers.get("Shutdown"), msg.headers.get("Restart")
+        ending = sum(1 for call in self.tracker.calls.values() if call.adopted)
+        log.warning("AMI %s: Asterisk announced its shutdown (%s, restart=%s); %d call(s) "
+                    "it had are over; closing the link and reconnecting until it is back",
+                    self.settings.server_id, how, restart, ending)
+        self._shutdown = (how, restart)
         self.status.last_error = "asterisk shutdown"
         self.tracker.flush_all(now)
 
@@ -449,9 +469,24 @@ class AmiListener:
         if self.snapshot_done is not None:
             self.snapshot_done.clear()
         self._qs_pending = None
-        if was == "connected":
-            log.warning("AMI %s: link down (%s)", self.settings.server_id, reason)
         self._on_status(self.status)
+
+    def log_link_lost(self, reason: str, retry_in: float) -> None:
+        """The link ended and a reconnect is scheduled in ``retry_in`` seconds. After an
+        announced shutdown (the ``Shutdown`` event) that is expected: WARNING once for
+        the shutdown, INFO here. An unannounced loss is an ERROR."""
+        sid = self.settings.server_id
+        if self._shutdown is not None:
+            how, restart = self._shutdown
+            log.info("AMI %s: link closed after Asterisk's announced shutdown (%s, "
+                     "restart=%s); reconnecting in %.1fs, retrying with backoff up to %gs "
+                     "until it is back", sid, how, restart, retry_in,
+                     self.settings.backoff_max)
+        else:
+            detail = self.status.last_error or reason
+            log.error("AMI %s: connection to Asterisk lost%s without a Shutdown event; "
+                      "reconnecting in %.1fs", sid,
+                      "" if detail == "connection lost" else f" ({detail})", retry_in)
 
     async def _tick(self) -> None:
         while True:

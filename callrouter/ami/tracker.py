@@ -120,6 +120,7 @@ class _Call:
     queue: str | None = None
     decision_id: str | None = None
     target_operator_id: str | None = None
+    decided_at: float | None = None  # expect()'s time (our clock), when it gave one
     queue_joined: bool = False
     queue_left: bool = False
     abandoned: bool = False
@@ -193,7 +194,8 @@ class CallTracker:
         self._remember = remember_finished
         self.calls: dict[str, _Call] = {}
         self._member_of: dict[str, str] = {}  # member leg uniqueid -> caller uniqueid
-        self._expected: dict[str, tuple[str | None, str | None]] = {}
+        # uniqueid -> (decision id, target operator, when decided) told by expect()
+        self._expected: dict[str, tuple[str | None, str | None, float | None]] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._pending: set[str] = set()
         self.anomaly = OnceLog(log)
@@ -227,17 +229,28 @@ class CallTracker:
             handler(msg, now)
 
     def expect(self, uniqueid: str, decision_id: str | None,
-               target_operator_id: str | None) -> None:
-        """The FastAGI side tells which decision a channel carries (no VarSet needed)."""
+               target_operator_id: str | None, now: float | None = None) -> None:
+        """The FastAGI side tells which decision a channel carries (no VarSet needed).
+
+        ``now``: when the decision was made (our clock). A caller who hangs up before
+        any Dial or Queue (during the announcement or the busy-operator wait) sends no
+        event the tracker follows but its Hangup; the call then started no later than
+        this, and the time until the Hangup is how long the caller waited.
+        """
         call = self.calls.get(uniqueid)
         if call is not None:
             call.adopted = True
             call.decision_id = decision_id or call.decision_id
             call.target_operator_id = target_operator_id or call.target_operator_id
         elif uniqueid not in self._finished:
-            self._expected[uniqueid] = (decision_id, target_operator_id)
+            self._expected[uniqueid] = (decision_id, target_operator_id, now)
             if len(self._expected) > self._remember:
                 self._expected.pop(next(iter(self._expected)))
+
+    @property
+    def expected(self) -> int:
+        """Routed channels announced by ``expect()`` that no event has named yet."""
+        return len(self._expected)
 
     def tick(self, now: float) -> None:
         """Close calls whose grace period ran out, and calls far too old to be alive."""
@@ -312,7 +325,7 @@ class CallTracker:
             expected = self._expected.pop(uid, None)
             if expected is not None:
                 call.adopted = True
-                call.decision_id, call.target_operator_id = expected
+                call.decision_id, call.target_operator_id, call.decided_at = expected
             self.calls[uid] = call
         if adopt:
             call.adopted = True
@@ -673,7 +686,18 @@ class CallTracker:
                         and uid in member_call.dials
                         and member_call.dials[uid].status == "ANSWER"):
                     member_call.first_leaver = "operator"
-            return
+                return
+            if uid not in self._expected:
+                return  # a channel that is no routed call (an operator's, an outgoing one)
+            # A routed caller who hung up before any Dial or Queue (during the
+            # announcement or the busy-operator wait, e.g. a SIP CANCEL): the Hangup is
+            # the first event the tracker follows for it. It ends the call now, and no
+            # expectation is left behind.
+            call = self._call(msg, now, adopt=True)
+            if call is None:
+                return
+            if call.decided_at is not None and call.decided_at < call.started_at:
+                call.started_at = call.decided_at
         if call.hung_up_at is None:
             call.hung_up_at = self._ts(msg, now)
         call.left_seq.setdefault(uid, self._next_seq())

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from callrouter.domain.model import OperatorState
 from callrouter.simulator.ami import FakeMember
 from tests.ami.conftest import trace, until
@@ -84,3 +88,47 @@ async def test_garbage_and_stray_cr_are_survived(make_listener, ami_server):
     [record] = await rec.wait_records(1)
     assert record.decision_id == "d-9" and record.sticky_hit is True
     assert listener.status.state == "connected"
+
+
+@pytest.mark.parametrize(("name", "restart"), [("ami-shutdown-restart-now", "True"),
+                                               ("ami-shutdown-stop-now-with-call", "False")])
+async def test_announced_shutdown_is_a_warning_and_an_unannounced_loss_an_error(
+        make_listener, ami_server, caplog, name, restart):
+    caplog.set_level(logging.INFO, logger="callrouter.ami")
+    listener, _rec = await make_listener()
+    logins = ami_server.logins
+    caplog.clear()
+    await ami_server.replay(trace(name))  # Shutdown, then Asterisk closes the socket
+    await ami_server.wait_login(count=logins + 1)
+    await listener.wait_connected(5)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    [announced] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "announced its shutdown" in announced.getMessage()
+    assert f"restart={restart}" in announced.getMessage()
+    assert "reconnecting" in announced.getMessage()
+    [closed] = [r for r in caplog.records if "link closed" in r.getMessage()]
+    assert closed.levelno == logging.INFO
+    assert "reconnecting in" in closed.getMessage()
+
+    # Logged in again, the next end of the link was not announced: an error.
+    caplog.clear()
+    await ami_server.drop_clients()
+    await ami_server.wait_login(count=logins + 2)
+    await listener.wait_connected(5)
+    [lost] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert lost.levelno == logging.ERROR
+    assert "without a Shutdown event" in lost.getMessage()
+    assert "reconnecting in" in lost.getMessage()
+    assert "announced" not in caplog.text
+
+
+async def test_ping_timeout_is_an_error_that_says_why(make_listener, ami_server, caplog):
+    caplog.set_level(logging.INFO, logger="callrouter.ami")
+    listener, _rec = await make_listener(ping_interval=0.1, ping_timeout=0.3)
+    logins = ami_server.logins
+    ami_server.answer_pings = False
+    await until(lambda: listener.status.last_error == "ping timeout", timeout=5)
+    ami_server.answer_pings = True
+    await ami_server.wait_login(count=logins + 1)
+    [lost] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "(ping timeout)" in lost.getMessage()
