@@ -86,6 +86,8 @@ def decide(ctx: RoutingContext, rules: Rules, now: datetime) -> Decision:
     An operator who opted out of the caller is never the target, whatever the rule.
     """
     qr = rules.for_queue(ctx.queue)
+    # the queue the call came in on, as given: a queue without a table uses the defaults
+    # (Rules.for_queue); default_queue only when the dialplan named none
     entry = ctx.queue or rules.default_queue
     draft = _Draft(queue=entry, priority=qr.base_priority)
 

@@ -978,6 +978,19 @@ CALLER_CASES = [
         sticky((R.STICKY_AVAILABLE, R.REPEAT_PRIORITY), queue="night"),
         rules(queues={"billing": QueueRules(sticky_mode=StickyMode.OFF)}),
     ),
+    case(
+        # the validation run's scenario 12: the entry queue is kept, never default_queue
+        "entry-queue-without-a-rules-table-is-kept",
+        context(queue="nosuchqueue"),
+        Expect((R.NEW_CALLER,), queue="nosuchqueue"),
+        Rules(queues={"support": QueueRules()}, default_queue="support"),
+    ),
+    case(
+        "no-entry-queue-named-goes-to-default-queue",
+        context(queue=""),
+        Expect((R.NEW_CALLER,), queue="frontdesk"),
+        Rules(queues={"support": QueueRules()}, default_queue="frontdesk"),
+    ),
 ]
 
 
