@@ -143,6 +143,13 @@ class Metrics:
             "escalations", "Decisions that escalated a caller to the second line, by reason.",
             ["reason"], namespace=namespace, registry=r,
         )
+        self.second_line_logged_off = Counter(
+            "second_line_logged_off",
+            "Decisions kept out of the specialist queue (no escalation, or an away "
+            "specialist's call to the entry queue) because everyone who takes it was "
+            "logged off: reason no_specialist_available.",
+            namespace=namespace, registry=r,
+        )
         self.decision_latency = Histogram(
             "decision_latency_seconds", "Time from reading the call to having a decision.",
             namespace=namespace, registry=r, buckets=LATENCY_BUCKETS,
@@ -192,6 +199,8 @@ class Metrics:
                 break
         if decision.escalated:
             self.escalations.labels(reason=reason).inc()
+        elif ReasonCode.NO_SPECIALIST_AVAILABLE in decision.codes:
+            self.second_line_logged_off.inc()
 
     def on_call_record(self, record: CallRecord) -> None:
         """An AMI listener observer: count final outcomes, sticky hits and target fallbacks.

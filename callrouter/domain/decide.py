@@ -78,13 +78,16 @@ def decide(ctx: RoutingContext, rules: Rules, now: datetime) -> Decision:
        the last contact in the sticky window, goes first (never for abusive callers).
     3. Escalation: a ticket escalated to the second line, or the Nth call within the
        escalation window after an unresolved call, goes to the specialist queue (capped
-       per caller per day, suppressed during an incident, skipped with no second line).
+       per caller per day, suppressed during an incident, skipped with no second line or
+       when live presence shows everyone who takes that queue logged off).
     4. Sticky: the operator of the last answered call in the window, per the queue's mode.
     5. Otherwise the pool; a repeat caller keeps their place with a raised priority.
 
     An operator who opted out of the caller is never the target, whatever the rule.
     """
     qr = rules.for_queue(ctx.queue)
+    # the queue the call came in on, as given: a queue without a table uses the defaults
+    # (Rules.for_queue); default_queue only when the dialplan named none
     entry = ctx.queue or rules.default_queue
     draft = _Draft(queue=entry, priority=qr.base_priority)
 
@@ -218,6 +221,23 @@ def _usable(ctx: RoutingContext, operator_id: str) -> Operator | None:
     return op
 
 
+def _all_logged_off(ctx: RoutingContext, queue: str) -> bool:
+    """Live presence shows everyone who takes ``queue`` logged off (or unregistered).
+
+    Who takes it: operators who list it in their queues, and specialists who list no
+    queue (their membership is not recorded). Only proof counts: with nobody like that in
+    the directory, or anyone of them paused, busy, available or ``unknown`` (no AMI
+    listener, or its link down), this is False and routing goes on as it would.
+    """
+    takers = 0
+    for op in ctx.operators.values():
+        if queue in op.queues or (not op.queues and op.tier is Tier.SPECIALIST):
+            if ctx.state_of(op.id) is not OperatorState.LOGGED_OFF:
+                return False
+            takers += 1
+    return takers > 0
+
+
 def _to_target(
     ctx: RoutingContext,
     qr: QueueRules,
@@ -285,6 +305,13 @@ def _specialist_continuity(
         if op is None:
             draft.note(R.SPECIALIST_UNAVAILABLE, f"specialist {operator_id} is not active")
             continue
+        if qr.specialist_queue and _all_logged_off(ctx, qr.specialist_queue):
+            # as with escalation: never leave the caller in a queue nobody is logged in to
+            fallback = draft.queue
+            draft.note(
+                R.NO_SPECIALIST_AVAILABLE,
+                f"everyone who takes {qr.specialist_queue} is logged off: {fallback} instead",
+            )
         decision = _to_target(
             ctx, qr, draft, op, action=Action.SPECIALIST,
             available=(code, f"{why}: specialist {op.name}"),
@@ -343,6 +370,13 @@ def _escalation(
             R.ESCALATION_CAPPED,
             f"already escalated {ctx.escalations_today} times today "
             f"(cap {qr.max_escalations_per_day})",
+        )
+        return None
+    if _all_logged_off(ctx, qr.specialist_queue):
+        # the queue would hold the caller for nobody: the first line can at least answer
+        draft.note(
+            R.NO_SPECIALIST_AVAILABLE,
+            f"escalation due, but everyone who takes {qr.specialist_queue} is logged off",
         )
         return None
     if by_ticket and ticket is not None:

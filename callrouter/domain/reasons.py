@@ -38,6 +38,7 @@ class ReasonCode(StrEnum):
     ESCALATION_CAPPED = "escalation_capped"
     ESCALATION_SUPPRESSED_INCIDENT = "escalation_suppressed_incident"
     NO_SECOND_LINE = "no_second_line"
+    NO_SPECIALIST_AVAILABLE = "no_specialist_available"
     # queue placement
     REPEAT_PRIORITY = "repeat_priority"
     DEFAULT_QUEUE = "default_queue"

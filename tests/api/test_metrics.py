@@ -51,6 +51,15 @@ def test_decisions_fallbacks_escalations_latency() -> None:
     assert value(m, "callrouter_decision_latency_seconds_bucket", le="0.005") == 2
 
 
+def test_calls_kept_from_a_logged_off_second_line_are_counted() -> None:
+    m = Metrics()
+    m.on_decision(record(ReasonCode.NEW_CALLER, ReasonCode.NO_SPECIALIST_AVAILABLE))
+    m.on_decision(record(ReasonCode.SPECIALIST_UNAVAILABLE, ReasonCode.NO_SPECIALIST_AVAILABLE))
+    m.on_decision(record(ReasonCode.NEW_CALLER, ReasonCode.ESCALATION_CAPPED))
+    assert value(m, "callrouter_second_line_logged_off_total") == 2
+    assert value(m, "callrouter_escalations_total", reason="new_caller") == 0
+
+
 def test_call_records_count_final_outcomes_hits_and_dial_fallbacks() -> None:
     m = Metrics()
     m.on_call_record(CallRecord(uniqueid="1", outcome="in_progress", sticky_hit=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from hypothesis import given, settings
@@ -31,6 +32,7 @@ from .domain_builders import NOW
 OPERATOR_IDS = ("anna", "boris", "sveta", "oleg", "ghost")
 QUEUES = ("support", "billing", "vip")
 NUMBERS = ("+79123456789", "+74951234567", "+442071234567")
+SECOND_LINE = "second-line"  # never an entry, VIP or strict fallback queue here
 
 # the codes a withheld caller may see: nothing about their (or anyone's) history
 WITHHELD_CODES = {R.WITHHELD, R.INCIDENT}
@@ -126,7 +128,7 @@ def operators(draw: st.DrawFn, op_id: str) -> Operator:
         name=op_id.title(),
         interfaces=tuple(interfaces),
         tier=draw(st.sampled_from(Tier)),
-        queues=tuple(draw(st.lists(st.sampled_from(QUEUES), max_size=2))),
+        queues=tuple(draw(st.lists(st.sampled_from([*QUEUES, SECOND_LINE]), max_size=2))),
         active=draw(st.sampled_from([True, True, True, False])),
     )
 
@@ -192,7 +194,7 @@ def queue_rules(draw: st.DrawFn) -> QueueRules:
         strict_fallback_queue=draw(st.one_of(st.none(), st.just("callbacks"))),
         base_priority=draw(priorities),
         repeat_priority_boost=draw(priorities),
-        specialist_queue=draw(st.one_of(st.none(), st.just("second-line"))),
+        specialist_queue=draw(st.one_of(st.none(), st.just(SECOND_LINE))),
         specialist_routing=draw(st.booleans()),
         escalation_threshold=draw(st.integers(min_value=1, max_value=6)),
         escalation_window=draw(windows),
@@ -320,9 +322,29 @@ def escalation_is_capped_and_suppressed(
         assert not any(i.covers(ctx.caller, NOW) for i in ctx.incidents)
 
 
+def never_sent_to_a_second_line_everyone_left(
+    ctx: RoutingContext, rules: Rules, d: Decision, qr: QueueRules
+) -> None:
+    """Presence showing every taker of the specialist queue logged off keeps the call out of
+    it (no escalation, not even after a specialist's ring); presence not known never does."""
+    queue = qr.specialist_queue
+    takers = [
+        op for op in ctx.operators.values()
+        if queue in op.queues or (not op.queues and op.tier is Tier.SPECIALIST)
+    ]
+    if queue and takers and all(ctx.state_of(op.id) is OperatorState.LOGGED_OFF for op in takers):
+        assert not d.escalated
+        assert d.queue != queue
+    else:
+        assert R.NO_SPECIALIST_AVAILABLE not in d.codes
+    blind = decide(replace(ctx, operator_states={}), rules, NOW)
+    assert R.NO_SPECIALIST_AVAILABLE not in blind.codes, "unknown presence blocks nothing"
+
+
 PROPERTIES = [
     decision_is_always_valid,
     wait_never_exceeds_configured_bound,
+    never_sent_to_a_second_line_everyone_left,
     withheld_callers_are_never_matched_to_history,
     opted_out_operator_is_never_the_target,
     abusive_caller_never_to_a_specialist_nor_escalated,
@@ -351,4 +373,24 @@ def test_routing_properties(ctx: RoutingContext, rules: Rules) -> None:
 @given(contexts(abusive=True), rule_sets())
 def test_routing_properties_for_abusive_callers(ctx: RoutingContext, rules: Rules) -> None:
     """The protections only bite for flagged callers, so they get a run of their own."""
+    check_all(ctx, rules)
+
+
+@st.composite
+def second_line_logged_off(draw: st.DrawFn) -> RoutingContext:
+    """Contexts where live presence shows everyone who takes the second-line queue gone."""
+    ctx = draw(contexts())
+    gone = {
+        op.id: OperatorState.LOGGED_OFF for op in ctx.operators.values()
+        if SECOND_LINE in op.queues or (not op.queues and op.tier is Tier.SPECIALIST)
+    }
+    return replace(ctx, operator_states={**ctx.operator_states, **gone})
+
+
+@settings(max_examples=200, deadline=None)
+@given(second_line_logged_off(), rule_sets())
+def test_routing_properties_with_the_second_line_logged_off(
+    ctx: RoutingContext, rules: Rules
+) -> None:
+    """Escalations and specialist fallbacks are rare in arbitrary contexts: a run of their own."""
     check_all(ctx, rules)

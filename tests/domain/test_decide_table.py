@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -38,6 +38,7 @@ IN_CALL = OperatorState.IN_CALL
 RINGING = OperatorState.RINGING
 PAUSED = OperatorState.PAUSED
 LOGGED_OFF = OperatorState.LOGGED_OFF
+UNKNOWN = OperatorState.UNKNOWN
 
 YOUR_OPERATOR = "callrouter/your-operator"
 YOUR_SPECIALIST = "callrouter/your-specialist"
@@ -46,6 +47,7 @@ OUTAGE = "incident/outage-north"
 ANNA_30_MIN_AGO = call("anna", ended=ago(minutes=30))
 SVETA_30_MIN_AGO = call("sveta", ended=ago(minutes=30))
 DEFAULT = rules()
+SECOND_LINE_GONE = states(sveta=LOGGED_OFF, oleg=LOGGED_OFF)
 
 
 @dataclass(frozen=True)
@@ -553,6 +555,48 @@ SPECIALIST_CASES = [
         sticky((R.STICKY_AVAILABLE, R.REPEAT_PRIORITY), target="sveta"),
         rules(specialist_routing=False),
     ),
+    # Everyone who takes the second-line queue logged off: its queue would hold the caller
+    # for nobody, so an away specialist's call stays in the entry queue.
+    case(
+        "specialist-ticket-assignee-logged-off-second-line-empty-entry-queue",
+        context(open_ticket=ticket("oleg"), states=SECOND_LINE_GONE),
+        Expect((R.SPECIALIST_UNAVAILABLE, R.NO_SPECIALIST_AVAILABLE)),
+    ),
+    case(
+        "specialist-last-contact-logged-off-second-line-empty-entry-queue",
+        context(calls=[SVETA_30_MIN_AGO], states=SECOND_LINE_GONE),
+        pool((R.SPECIALIST_UNAVAILABLE, R.REPEAT_PRIORITY, R.NO_SPECIALIST_AVAILABLE)),
+    ),
+    case(
+        "specialist-last-contact-paused-others-logged-off-specialist-queue",
+        # a pause ends (wrap-up, a break): the second line is not empty, only busy
+        context(calls=[SVETA_30_MIN_AGO], states=states(sveta=PAUSED, oleg=LOGGED_OFF)),
+        pool((R.SPECIALIST_UNAVAILABLE, R.REPEAT_PRIORITY), queue="second-line"),
+    ),
+    case(
+        "specialist-away-second-line-presence-unknown-specialist-queue",
+        # no AMI listener: nothing is known, so nothing changes
+        context(calls=[SVETA_30_MIN_AGO], states={}),
+        pool((R.SPECIALIST_UNAVAILABLE, R.REPEAT_PRIORITY), queue="second-line"),
+    ),
+    case(
+        "specialist-outside-second-line-rung-then-entry-queue-when-it-is-empty",
+        # Sveta works her own queue and is free; after her ring the caller must not land
+        # in the second-line queue nobody is logged in to
+        context(
+            calls=[SVETA_30_MIN_AGO],
+            operators={**DIRECTORY, "sveta": replace(DIRECTORY["sveta"], queues=("field",))},
+            states=states(oleg=LOGGED_OFF),
+        ),
+        Expect(
+            (R.SPECIALIST_LAST_CONTACT, R.REPEAT_PRIORITY, R.NO_SPECIALIST_AVAILABLE),
+            action=Action.SPECIALIST,
+            target="sveta",
+            wait=20,
+            announcement=YOUR_SPECIALIST,
+            priority=10,
+        ),
+    ),
 ]
 
 ESCALATION_CASES = [
@@ -678,6 +722,108 @@ ESCALATION_CASES = [
             escalated=True,
             announcement=OUTAGE,
         ),
+    ),
+    # Escalation when live presence shows nobody who takes the second-line queue
+    case(
+        "escalation-second-line-all-logged-off-stays-first-line",
+        context(calls=unresolved_calls(2), states=SECOND_LINE_GONE),
+        Expect((R.NEW_CALLER, R.NO_SPECIALIST_AVAILABLE)),
+    ),
+    case(
+        "ticket-escalation-second-line-all-logged-off-stays-first-line",
+        context(open_ticket=ticket(None), states=SECOND_LINE_GONE),
+        Expect((R.NEW_CALLER, R.NO_SPECIALIST_AVAILABLE)),
+    ),
+    case(
+        "escalation-second-line-all-logged-off-sticky-to-first-line-operator",
+        context(calls=[ANNA_30_MIN_AGO, *unresolved_calls(1)], states=SECOND_LINE_GONE),
+        sticky((R.STICKY_AVAILABLE, R.REPEAT_PRIORITY, R.NO_SPECIALIST_AVAILABLE)),
+    ),
+    case(
+        "escalation-second-line-all-logged-off-not-counted-at-cap-edge",
+        # one escalation left today: not escalated (escalated=False is what the cap counts)
+        context(calls=unresolved_calls(2), states=SECOND_LINE_GONE, escalations_today=1),
+        Expect((R.NEW_CALLER, R.NO_SPECIALIST_AVAILABLE)),
+    ),
+    case(
+        "escalation-capped-and-second-line-logged-off-says-capped",
+        context(calls=unresolved_calls(2), states=SECOND_LINE_GONE, escalations_today=2),
+        Expect((R.NEW_CALLER, R.ESCALATION_CAPPED)),
+    ),
+    case(
+        "escalation-one-specialist-paused-still-escalates",
+        context(calls=unresolved_calls(2), states=states(sveta=LOGGED_OFF, oleg=PAUSED)),
+        Expect((R.ESCALATED_REPEAT,), queue="second-line", escalated=True),
+    ),
+    case(
+        "escalation-one-specialist-in-call-still-escalates",
+        context(calls=unresolved_calls(2), states=states(sveta=LOGGED_OFF, oleg=IN_CALL)),
+        Expect((R.ESCALATED_REPEAT,), queue="second-line", escalated=True),
+    ),
+    case(
+        "escalation-one-specialist-state-unknown-still-escalates",
+        context(calls=unresolved_calls(2), states=without(SECOND_LINE_GONE, "oleg")),
+        Expect((R.ESCALATED_REPEAT,), queue="second-line", escalated=True),
+    ),
+    case(
+        "escalation-no-presence-at-all-escalates",
+        context(calls=unresolved_calls(2), states={}),
+        Expect((R.ESCALATED_REPEAT,), queue="second-line", escalated=True),
+    ),
+    case(
+        "escalation-presence-all-unknown-escalates",
+        # the AMI link is down: every state is unknown
+        context(calls=unresolved_calls(2), states=dict.fromkeys(DIRECTORY, UNKNOWN)),
+        Expect((R.ESCALATED_REPEAT,), queue="second-line", escalated=True),
+    ),
+    case(
+        "escalation-first-line-operator-in-second-line-queue-escalates",
+        # Boris also takes the second-line queue and is available
+        context(
+            calls=unresolved_calls(2),
+            operators={
+                **DIRECTORY,
+                "boris": replace(DIRECTORY["boris"], queues=("support", "second-line")),
+            },
+            states=SECOND_LINE_GONE,
+        ),
+        Expect((R.ESCALATED_REPEAT,), queue="second-line", escalated=True),
+    ),
+    case(
+        "escalation-specialist-without-recorded-queues-counts-as-second-line",
+        context(
+            calls=unresolved_calls(2),
+            operators={**DIRECTORY, "sveta": replace(DIRECTORY["sveta"], queues=())},
+            states=states(oleg=LOGGED_OFF),
+        ),
+        Expect((R.ESCALATED_REPEAT,), queue="second-line", escalated=True),
+    ),
+    case(
+        "escalation-specialist-in-other-queue-only-does-not-count",
+        context(
+            calls=unresolved_calls(2),
+            operators={**DIRECTORY, "sveta": replace(DIRECTORY["sveta"], queues=("field",))},
+            states=states(oleg=LOGGED_OFF),
+        ),
+        Expect((R.NEW_CALLER, R.NO_SPECIALIST_AVAILABLE)),
+    ),
+    case(
+        "escalation-first-line-without-recorded-queues-does-not-count",
+        context(
+            calls=unresolved_calls(2),
+            operators={**DIRECTORY, "anna": replace(DIRECTORY["anna"], queues=())},
+            states=SECOND_LINE_GONE,
+        ),
+        Expect((R.NEW_CALLER, R.NO_SPECIALIST_AVAILABLE)),
+    ),
+    case(
+        "escalation-nobody-in-directory-takes-second-line-escalates",
+        # no proof either way: the directory does not say who is in that queue
+        context(
+            calls=unresolved_calls(2),
+            operators={k: v for k, v in DIRECTORY.items() if k in ("anna", "boris")},
+        ),
+        Expect((R.ESCALATED_REPEAT,), queue="second-line", escalated=True),
     ),
 ]
 
@@ -884,6 +1030,19 @@ CALLER_CASES = [
         context(calls=[ANNA_30_MIN_AGO], queue="night"),
         sticky((R.STICKY_AVAILABLE, R.REPEAT_PRIORITY), queue="night"),
         rules(queues={"billing": QueueRules(sticky_mode=StickyMode.OFF)}),
+    ),
+    case(
+        # the validation run's scenario 12: the entry queue is kept, never default_queue
+        "entry-queue-without-a-rules-table-is-kept",
+        context(queue="nosuchqueue"),
+        Expect((R.NEW_CALLER,), queue="nosuchqueue"),
+        Rules(queues={"support": QueueRules()}, default_queue="support"),
+    ),
+    case(
+        "no-entry-queue-named-goes-to-default-queue",
+        context(queue=""),
+        Expect((R.NEW_CALLER,), queue="frontdesk"),
+        Rules(queues={"support": QueueRules()}, default_queue="frontdesk"),
     ),
 ]
 

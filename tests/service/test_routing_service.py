@@ -343,3 +343,21 @@ async def test_directory_reload_reads_operators_only_when_their_version_changed(
     await cached.operators()
     await asyncio.sleep(0.005)
     assert source.reads == 3
+
+
+async def test_a_queue_the_rules_have_no_table_for_is_kept_as_the_entry_queue() -> None:
+    """Per-queue tables are optional overrides: a call on any other queue (a real Asterisk
+    queue with the defaults, or a typo in the dialplan) stays on it; default_queue is only
+    for a call whose dialplan named no queue. The dialplan catches a queue Asterisk does
+    not know (QUEUESTATUS=UNKNOWN -> CALLROUTER_DEFAULT_QUEUE)."""
+    tables = {"support": QueueRules(), "specialists": QueueRules(sticky_window=3 * 86400)}
+    service = RoutingService(
+        rules=lambda: Rules(defaults=QueueRules(), queues=tables, default_queue="support"),
+        numbers=NumberNormaliser("RU"), snapshots=Snapshots({}), directory=Directory(),
+        presence=Presence({}), incidents=Incidents(), clock=lambda: NOW,
+    )
+    for queue in ("sales", "nosuchqueue"):
+        record = await service.route_call(InboundCall("+79123456789", queue))
+        assert record.queue == queue
+        assert record.decision.queue == queue
+        assert record.decision.reason_code is ReasonCode.NEW_CALLER

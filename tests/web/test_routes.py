@@ -8,6 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from callrouter.domain.reasons import ReasonCode
 from callrouter.web.routes import STATIC_DIR, web_router
 
 
@@ -62,3 +63,13 @@ def test_pages_have_no_inline_script_or_style() -> None:
         text = page.read_text()
         assert "<script>" not in text and "<style" not in text and " style=" not in text
         assert re.search(r"<script [^>]*src=", text), page.name
+
+
+def test_admin_reason_filter_offers_every_reason_code() -> None:
+    """The decision log's reason filter lists the codes by hand: a new code must be there."""
+    source = (STATIC_DIR / "js" / "admin.js").read_text(encoding="utf-8")
+    block = re.search(r"const REASON_CODES = \[(.*?)\];", source, re.S)
+    assert block is not None
+    listed = re.findall(r'"([a-z_]+)"', block.group(1))
+    assert len(listed) == len(set(listed))
+    assert set(listed) == {code.value for code in ReasonCode}

@@ -15,8 +15,9 @@ const REASON_CODES = [
   "sticky_unavailable", "sticky_operator_inactive", "sticky_off", "sticky_strict_fallback",
   "short_call_ignored", "opted_out", "abusive_protected", "specialist_last_contact", "specialist_ticket",
   "specialist_busy_wait", "specialist_unavailable", "ticket_escalated", "escalated_repeat",
-  "escalation_capped", "escalation_suppressed_incident", "no_second_line", "repeat_priority",
-  "default_queue", "fallback_timeout", "fallback_store_down", "fallback_bad_input", "fallback_error",
+  "escalation_capped", "escalation_suppressed_incident", "no_second_line", "no_specialist_available",
+  "repeat_priority", "default_queue",
+  "fallback_timeout", "fallback_store_down", "fallback_bad_input", "fallback_error",
 ];
 const MAX_ROWS = 200;
 
