@@ -20,6 +20,7 @@ from rich.table import Table
 from callrouter.config.errors import RulesError, SettingsError
 from callrouter.config.rules_file import load_rules
 from callrouter.config.rules_holder import RulesHolder
+from callrouter.config.rules_schema import QUEUE_NAME, QUEUE_NAME_HINT
 from callrouter.config.settings import Settings, load_settings
 from callrouter.domain.interfaces import check_interface
 from callrouter.domain.model import Operator, OperatorState, Outcome, TicketStatus, Tier
@@ -422,9 +423,8 @@ def route(
     settings, holder = settings_and_rules(config)
     rules = holder.rules
     entry = queue or rules.default_queue
-    if rules.queues and entry not in rules.queues:
-        known = ", ".join(sorted(rules.queues))
-        raise fail(f"unknown queue {entry!r}: the rules know {known}")
+    if not QUEUE_NAME.fullmatch(entry):
+        raise fail(f"queue {entry!r}: expected {QUEUE_NAME_HINT}")
     numbers = normaliser(settings)
     parsed = numbers.caller(caller)
     if parsed.number is None and not parsed.withheld:
@@ -459,6 +459,12 @@ def route(
         out.print(f"    {reason.code:<32} {reason.text}", highlight=False)
     assumed = "" if not ctx.operators else f" (operators assumed {presence} unless --state)"
     out.print(f"  history   {len(ctx.recent_calls)} recent calls{assumed}", highlight=False)
+    if rules.queues and entry not in rules.queues:
+        # routing keeps an entry queue it has no table for (a real queue with no
+        # overrides); say so, since a typo looks the same
+        known = ", ".join(sorted(rules.queues))
+        out.print(f"  note      the rules have no table for {entry!r} (they have {known}): "
+                  "the defaults apply, and Asterisk must know the queue", highlight=False)
 
 
 class _Static:

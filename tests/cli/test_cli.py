@@ -373,9 +373,17 @@ def test_not_toml(cli: Cli) -> None:
     assert "TOML" in cli.fails("route", CALLER)
 
 
-def test_unknown_queue(cli: Cli) -> None:
-    line = cli.fails("route", "X", "--queue", "nosuch")
-    assert "unknown queue 'nosuch'" in line and "support" in line
+def test_queue_without_a_rules_table_is_kept_with_a_note(cli: Cli) -> None:
+    """Routing keeps an entry queue the rules have no table for (a real Asterisk queue
+    with no overrides), so ``route`` shows that decision and says the defaults apply."""
+    text = cli.ok("route", CALLER, "--queue", "nosuch")
+    assert "calling nosuch" in text
+    assert "no table for 'nosuch'" in text and "support" in text
+
+
+def test_queue_name_asterisk_cannot_take(cli: Cli) -> None:
+    line = cli.fails("route", CALLER, "--queue", "no such,queue")
+    assert "'no such,queue'" in line and "expected" in line
 
 
 @pytest.mark.parametrize("number", ["12ab", "+7 912", "phone me"])
