@@ -256,14 +256,14 @@ class _Pending:
         call, handler = self._call, self._handler
         exc = BaseException("cancelled") if task.cancelled() else task.exception()
         if exc is None:
-            self._decided(task.result(), None)
+            self._answered(task.result(), None)
             return
         log.error("routing failed for caller %s uniqueid %s (%s: %s); letting the call "
                   "through to queue %s", mask(call.caller_raw), call.uniqueid,
                   type(exc).__name__, exc, call.queue)
-        self._decided(handler._fallback(call, ReasonCode.FALLBACK_ERROR,
-                                        f"routing failed: {type(exc).__name__}"),
-                      ReasonCode.FALLBACK_ERROR)
+        self._answered(handler._fallback(call, ReasonCode.FALLBACK_ERROR,
+                                         f"routing failed: {type(exc).__name__}"),
+                       ReasonCode.FALLBACK_ERROR)
 
     def _late(self) -> None:
         if self._over or self._task.done():  # done: its callback is already on its way
@@ -274,16 +274,25 @@ class _Pending:
         text = f"no decision within {handler.budget * 1000:.0f} ms"
         log.warning("%s for caller %s uniqueid %s; letting the call through to queue %s",
                     text, mask(call.caller_raw), call.uniqueid, call.queue)
-        self._decided(handler._fallback(call, ReasonCode.FALLBACK_TIMEOUT, text),
-                      ReasonCode.FALLBACK_TIMEOUT)
+        self._answered(handler._fallback(call, ReasonCode.FALLBACK_TIMEOUT, text),
+                       ReasonCode.FALLBACK_TIMEOUT)
+
+    def _answered(self, record: DecisionRecord, fallback: ReasonCode | None) -> None:
+        decided, self._decided = self._decided, _nobody
+        decided(record, fallback)  # and let go of it: it holds the session's answer
 
     def abandon(self) -> None:
         if self._over:
             return
         self._over = True
+        self._decided = _nobody
         self._timer.cancel()
         self._task.cancel()
         self._task.add_done_callback(retrieve_exception)
+
+
+def _nobody(record: DecisionRecord, fallback: ReasonCode | None) -> None:
+    """What a routing answers to once its answer was given or no longer wanted."""
 
 
 async def converse(route: AgiRoute, channel: AgiChannel, env: AgiEnvironment,

@@ -264,6 +264,16 @@ class AgiSessionProtocol(asyncio.Protocol):
         # session has nothing left to say.
         if self.transport is not None:
             self.transport.close()
+        # Nothing of the call may keep the session alive: the timer's callback, the route's
+        # abandon (whose routing holds this session's answer) and the transport all point
+        # back here, and cycles left to the garbage collector were 25 objects a call that
+        # reached the old generations and made full collections (20 ms at 1,500 calls/s).
+        self._timer = None
+        self._abandon = None
+        self._delivered = None
+        self._setter = None
+        self._replies = None
+        self.transport = None
         self._server.release(self, self._route, outcome, time.perf_counter() - self._started)
 
     def abort(self) -> None:

@@ -8,6 +8,7 @@ a dead channel.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import pytest
@@ -289,4 +290,31 @@ async def test_a_route_that_never_answers_is_abandoned_at_the_session_deadline()
         assert seen.ends == [("route", "bad_client")]
         assert abandoned == [True]
     finally:
+        await srv.close()
+
+
+async def test_a_finished_session_is_freed_without_the_garbage_collector() -> None:
+    """Sessions and their routings are freed by reference counting as soon as they end.
+    A cycle (the timer's callback, the route's abandon holding the session's answer, the
+    transport) left ~25 objects a call to the collector, which at 1,500 calls/s reached
+    the old generations and made full collections of 20 ms."""
+    from callrouter.fastagi.handler import _Pending
+    from callrouter.fastagi.session import AgiSessionProtocol
+
+    def alive() -> int:
+        return sum(isinstance(o, (AgiSessionProtocol, _Pending)) for o in gc.get_objects())
+
+    srv, seen = await start(FakeRouter())
+    try:
+        gc.collect()
+        gc.disable()
+        results = await asyncio.gather(*(
+            run_call("127.0.0.1", srv.port, caller=f"1{i:06d}", queue="support")
+            for i in range(20)))
+        assert all(r.variables[cv.ACTION] == "operator" for r in results)
+        await asyncio.sleep(0.05)  # the transports' close callbacks
+        assert len(seen.ends) == 20
+        assert alive() == 0
+    finally:
+        gc.enable()
         await srv.close()
