@@ -72,8 +72,10 @@ def bench_settings(url: str, max_sessions: int = 1000) -> Settings:
 
     linger = os.environ.get("CALLROUTER_BENCH_LINGER_MS")  # what-if: decision batch linger
     extra = {"decision_linger_ms": int(linger)} if linger else {}
+    slots = os.environ.get("CALLROUTER_BENCH_SNAPSHOT_STATEMENTS")  # what-if: read slots
+    db_extra = {"snapshot_statements": int(slots)} if slots else {}
     return Settings(
-        database=DatabaseSettings(url=url),
+        database=DatabaseSettings(url=url, **db_extra),
         fastagi=FastAgiSettings(host="127.0.0.1", port=0, max_sessions=max_sessions, **extra),
     )
 
@@ -86,14 +88,6 @@ async def build_bench_runtime(url: str, *, with_fastagi: bool, max_sessions: int
     from callrouter.app import build_runtime
     from callrouter.config.rules_holder import RulesHolder
 
-    batches = os.environ.get("CALLROUTER_BENCH_SNAPSHOT_STATEMENTS")  # what-if: read slots
-    if batches:
-        import functools
-
-        import callrouter.store.pg_hot as pg_hot
-
-        hot = pg_hot.PgHotPath
-        callrouter.app.PgHotPath = functools.partial(hot, max_batches=int(batches))  # type: ignore[attr-defined]
     options = engine_options()
     if options:  # a what-if: the engine the composition root would build with these options
         make = callrouter.app.make_engine

@@ -117,7 +117,8 @@ async def build_runtime(
     incidents = CachedIncidents(store)
     # On PostgreSQL the call path (snapshot read, decision batches) skips SQLAlchemy.
     hot = None if is_sqlite(settings.database.url) else PgHotPath(
-        settings.database.url, max_size=settings.database.pool_size
+        settings.database.url, max_size=settings.database.pool_size,
+        max_batches=settings.database.snapshot_statements,
     )
     writer = DecisionWriter(
         hot or store, linger=settings.fastagi.decision_linger_ms / 1000.0

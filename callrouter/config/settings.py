@@ -55,6 +55,10 @@ class DatabaseSettings(_Section):
     # decision batches). A read takes well under a millisecond, so a few cover 1,500
     # calls/s; more only help when the database is slow to answer.
     pool_size: int = Field(default=10, ge=1, le=200)
+    # PostgreSQL only: snapshot statements in flight at once. Reads asked while all are
+    # taken wait and go together in the next one (cheaper for the database and the
+    # daemon under load; a longer wait for the caller's history at the tail).
+    snapshot_statements: int = Field(default=2, ge=1, le=200)
 
     @property
     def safe_url(self) -> str:

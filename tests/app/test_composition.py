@@ -25,3 +25,20 @@ def test_postgres_journal_is_per_server() -> None:
     assert _default_journal(settings(PG)) == Path("callrouter-call-journal.jsonl")
     a, b = _default_journal(settings(PG, "a")), _default_journal(settings(PG, "b"))
     assert a != b and "a" in a.name and "b" in b.name
+
+
+async def test_postgres_hot_path_takes_its_settings() -> None:
+    """The hot path connects lazily, so this needs no database."""
+    from callrouter.app import build_runtime
+    from callrouter.config.rules_holder import RulesHolder
+
+    s = Settings(database=DatabaseSettings(url=PG, pool_size=7, snapshot_statements=3),
+                 config_file=None)
+    runtime = await build_runtime(s, RulesHolder(), with_fastagi=False, with_ami=False,
+                                  with_api=False)
+    try:
+        assert runtime.hot is not None
+        assert runtime.hot._max_batches == 3
+        assert runtime.hot._connections._max == 7
+    finally:
+        await runtime.close()
