@@ -914,11 +914,15 @@ class CallTracker:
         else:
             outcome = Outcome.ABANDONED  # hung up before anyone was tried
             hangup_by = "caller"
+        tried = bool(interface is not None or answered_direct is not None or failed_direct
+                     or call.rung or call.queue_joined)
 
-        # The decision's target answered (it may have transferred the call on since).
+        # The decision's target answered (it may have transferred the call on since). A
+        # target never tried (the caller hung up during the announcement or the busy
+        # wait) is neither a hit nor a miss: the sticky hit rate is about the operators.
         answered_by = first_operator if handed_over else operator_id
         sticky_hit: bool | None = None
-        if call.target_operator_id:
+        if call.target_operator_id and tried:
             sticky_hit = answered_by is not None and answered_by == call.target_operator_id
         ended_at = _epoch(call.hung_up_at)
         legs = self._legs(call, handlers, live=live, hold=hold, talk=talk or 0,

@@ -101,6 +101,8 @@ def test_the_call_ends_abandoned_by_the_caller(name: str) -> None:
     assert record.operator_id is None and record.answered_at is None
     assert record.decision_id == f"d-{case.uniqueid}" and record.caller_number == case.number
     assert record.fallback_cause is None and not record.transferred
+    # op1 was the decision's target but never rung: not a sticky miss
+    assert record.sticky_hit is None
     # Nothing is left behind: no expectation, no call.
     assert tracker.expected == 0 and tracker.calls == {}
     # ...and the call is over: a late event for it changes nothing.
@@ -150,6 +152,9 @@ def test_it_counts_as_an_abandoned_call_in_the_metrics() -> None:
             m.on_call_record(r)
     assert m.registry.get_sample_value("callrouter_calls_total",
                                        {"outcome": "abandoned"}) == len(CASES)
+    for result in ("hit", "miss"):  # the sticky hit rate counts operators rung
+        assert not m.registry.get_sample_value("callrouter_targeted_calls_total",
+                                               {"result": result})
 
 
 # --- through the store (SQLite, and PostgreSQL when available) ----------------------
