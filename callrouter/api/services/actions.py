@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from callrouter.api import schemas as s
@@ -11,7 +12,7 @@ from callrouter.api.errors import Missing
 from callrouter.api.services import access
 from callrouter.api.services.convert import call_out, flags_out, ticket_out
 from callrouter.numbers import mask
-from callrouter.store.records import UNSET
+from callrouter.store.records import UNSET, StoredCall
 from callrouter.store.store import Transaction
 
 log = logging.getLogger(__name__)
@@ -70,14 +71,10 @@ async def call_resolved(
 ) -> s.CallOut:
     """A handler's own verdict (the call's verdict follows the handlers'), or, for a
     supervisor or admin who did not handle the call, the call's verdict directly."""
-    call = await access.call_for(tx, who, call_id)
-    if call is None:
-        raise Missing(f"no call {call_id!r}")
-    mine = access.own_part(who, call)
-    if mine is not None:
-        call = await tx.calls.set_operator_verdict(call_id, mine, resolved, now)
-    else:
-        call = await tx.calls.mark_resolved(call_id, resolved)
+    call, mine = await _handler_or_call(
+        tx, who, call_id,
+        lambda op: tx.calls.set_operator_verdict(call_id, op, resolved, now),
+        lambda: tx.calls.mark_resolved(call_id, resolved))
     await tx.audit.append(who.actor, "call.resolved", subject=call_id,
                           details={"resolved": resolved, "operator_id": mine,
                                    "call_resolved": call.resolved})
@@ -89,17 +86,27 @@ async def call_note(
 ) -> s.CallOut:
     """A handler's own note, or, for a supervisor or admin who did not handle the call,
     the call's own note."""
+    call, mine = await _handler_or_call(
+        tx, who, call_id,
+        lambda op: tx.calls.set_operator_note(call_id, op, note, now),
+        lambda: tx.calls.set_note(call_id, note))
+    await tx.audit.append(who.actor, "call.note", subject=call_id,
+                          details={"operator_id": mine})
+    return call_out(call, await tx.operators.all())
+
+
+async def _handler_or_call(
+    tx: Transaction, who: Principal, call_id: str,
+    for_handler: Callable[[str], Awaitable[StoredCall]],
+    for_call: Callable[[], Awaitable[StoredCall]],
+) -> tuple[StoredCall, str | None]:
+    """The change a handler makes to their own part (``for_handler(operator_id)``), or the
+    one a supervisor makes to the call (``for_call()``); 403/404 as ``access`` says."""
     call = await access.call_for(tx, who, call_id)
     if call is None:
         raise Missing(f"no call {call_id!r}")
     mine = access.own_part(who, call)
-    if mine is not None:
-        call = await tx.calls.set_operator_note(call_id, mine, note, now)
-    else:
-        call = await tx.calls.set_note(call_id, note)
-    await tx.audit.append(who.actor, "call.note", subject=call_id,
-                          details={"operator_id": mine})
-    return call_out(call, await tx.operators.all())
+    return (await for_handler(mine) if mine is not None else await for_call()), mine
 
 
 async def get_call(tx: Transaction, who: Principal, call_id: str) -> s.CallOut:
