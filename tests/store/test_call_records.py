@@ -122,7 +122,7 @@ async def test_a_record_the_database_refuses_is_record_rejected(store: Store) ->
     CallRecord(uniqueid="u2", operator_id="x" * 65),  # value too long (22001)
     CallRecord(uniqueid="u2", caller_raw="+7912\x00"),  # NUL byte in a text (22021)
 ], ids=["too_long", "nul_byte"])
-async def test_postgresql_data_errors_are_record_rejected(
+async def test_data_errors_are_rejected_on_postgresql_and_kept_on_sqlite(
         store: Store, database_url: str, bad: CallRecord) -> None:
     """SQLAlchemy's asyncpg dialect raises a value too long as a plain DBAPIError, not a
     DataError: the SQLSTATE class decides. SQLite keeps any length, and NUL bytes: there
