@@ -110,11 +110,6 @@ class AgiEnvironment:
 _ENV_LINE = re.compile(r"^(agi_[\x21-\x39\x3b-\x7e]*): ?(.*)$", re.MULTILINE)
 
 
-def parse_environment(lines: list[str]) -> AgiEnvironment:
-    """Build an AgiEnvironment from the block's lines (without LFs, without the empty line)."""
-    return parse_environment_text("\n".join(lines))
-
-
 def parse_environment_text(text: str) -> AgiEnvironment:
     """The block's text (lines joined by LF, without the ending empty line).
 
@@ -458,9 +453,7 @@ async def set_variables(channel: AgiChannel, values: Mapping[str, str]) -> int:
     returns the round trips."""
     setter = VariableSetter(values)
     command = setter.first()
-    while command is not None:
-        if channel.hungup and command.startswith("SET VARIABLE"):
-            raise AgiHangup("caller hung up while variables were being set")
+    while command is not None:  # the setter refuses a SET VARIABLE after HANGUP
         reply = await channel.command(command)
         command = setter.next(reply, channel.hungup)
     return setter.trips

@@ -29,6 +29,7 @@ What keeps a sick database from hurting calls:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
@@ -328,13 +329,14 @@ class PgHotPath:
         return snapshots[0]
 
     async def _serve_waiting(self) -> None:
-        """The requests that waited while every statement slot was taken."""
-        while self._waiting and self._batches < self._max_batches:
-            batch = self._take(self._max_batch)
-            try:
+        """One statement for requests that waited while every slot was taken (``_batch``
+        starts the next one when more wait)."""
+        if self._batches >= self._max_batches:
+            return
+        batch = self._take(self._max_batch)
+        if batch:  # not all of them cancelled meanwhile
+            with contextlib.suppress(Exception):  # handed to the waiters
                 await self._batch([w[:3] for w in batch], batch)
-            except Exception:
-                pass  # handed to the waiters
 
     def _take(self, n: int) -> list[_Waiting]:
         waiting = self._waiting

@@ -7,10 +7,11 @@ so a routing decision costs one round trip and no SQLAlchemy statement handling.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from callrouter.domain.model import (
     CallerFlags,
@@ -89,18 +90,12 @@ async def pg_snapshot(
 
 def snapshots_param(requests: Sequence[tuple[str, datetime, int]]) -> str:
     """``SNAPSHOTS_SQL``'s parameter for (number, now, lookback seconds) requests; a
-    request's "i" is its index. Numbers are E.164 (``+`` and digits): no JSON escaping."""
+    request's "i" is its index."""
     return "[" + ",".join(
-        f'{{"i":{i},"number":{_json_text(number)},"now":"{now.isoformat()}",'
+        f'{{"i":{i},"number":{orjson.dumps(number).decode()},"now":"{now.isoformat()}",'
         f'"lookback":{float(lookback)}}}'
         for i, (number, now, lookback) in enumerate(requests)
     ) + "]"
-
-
-def _json_text(value: str) -> str:
-    if value.isascii() and value.replace("+", "").isalnum():
-        return f'"{value}"'
-    return json.dumps(value)
 
 
 async def pg_snapshots(conn: Any, requests: Sequence[tuple[str, datetime, int]]) -> (

@@ -17,6 +17,7 @@ from bench import loadgen
 from callrouter.fastagi import FastAgiServer, build_server
 from callrouter.simulator.agi import environment_block
 from tests.fastagi.fastagi_fakes import FakeRouter
+from tests.silent import silent_server
 
 pytestmark = pytest.mark.skipif(not loadgen.available(), reason="no C compiler")
 
@@ -133,23 +134,11 @@ async def test_refused_connection_is_a_failure_not_a_hang(exe: Path) -> None:
 
 async def test_silent_daemon_times_out(exe: Path) -> None:
     """A daemon that accepts and never answers nor closes: each call fails after -t."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    srv = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = srv.sockets[0].getsockname()[1]
-    try:
+    async with silent_server() as (port, _):
         t0 = time.perf_counter()
         run = await asyncio.wait_for(
             loadgen.closed(port, blocks(port)[:4], sessions=2, timeout=0.3, exe=exe), 10)
         assert 0.5 < time.perf_counter() - t0 < 5  # two rounds of 0.3 s
-    finally:
-        for w in held:
-            w.close()
-        srv.close()
-        await srv.wait_closed()
     assert [c.status for c in run.calls] == ["timeout"] * 4
 
 

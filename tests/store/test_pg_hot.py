@@ -26,6 +26,7 @@ from callrouter.store.models import DecisionRow
 from callrouter.store.pg_hot import PgHotPath, StoreBusy, asyncpg_dsn
 from callrouter.store.snapshot import load_snapshot
 from tests.pg import private_database
+from tests.silent import silent_server
 
 from .builders import (
     CALLER,
@@ -45,19 +46,8 @@ JSON_COLUMNS = tuple(c.name for c in DecisionRow.__table__.columns if isinstance
 async def stalled_database() -> AsyncIterator[tuple[str, list[asyncio.StreamWriter]]]:
     """A "database" that accepts connections and never answers: its URL, and the server
     ends of the connections it holds (close them to drop the connections)."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
+    async with silent_server() as (port, held):
         yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/x", held
-    finally:
-        for writer in held:
-            writer.close()
-        server.close()
 
 
 @pytest.fixture
