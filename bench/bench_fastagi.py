@@ -301,6 +301,12 @@ def daemon_line(d: dict[str, Any], calls: int) -> str:
         inside += (f"         snapshot reads (wait for the caller's history): p50={r['p50']:.2f} "
                    f"ms p99={r['p99']:.2f} ms max={r['max']:.2f} ms"
                    + (f"; {per:.2f} callers a statement\n" if per else "\n"))
+    rep = d.get("replica")
+    if rep:
+        inside += (f"         routing-state replica ({rep['state']}; {rep['callers']:,} callers, "
+                   f"{rep['calls']:,} calls, loaded in {rep['load_seconds']:.1f} s): "
+                   f"{rep['served']} snapshots from memory, {rep['asked_database']} from the "
+                   f"database, {rep['notifications']} notifications\n")
     gc = d.get("gc") or {}
     if gc:
         inside += "         daemon's garbage collections: " + ", ".join(

@@ -73,7 +73,10 @@ def bench_settings(url: str, max_sessions: int = 1000) -> Settings:
     linger = os.environ.get("CALLROUTER_BENCH_LINGER_MS")  # what-if: decision batch linger
     extra = {"decision_linger_ms": int(linger)} if linger else {}
     slots = os.environ.get("CALLROUTER_BENCH_SNAPSHOT_STATEMENTS")  # what-if: read slots
-    db_extra = {"snapshot_statements": int(slots)} if slots else {}
+    db_extra: dict[str, Any] = {"snapshot_statements": int(slots)} if slots else {}
+    replica = os.environ.get("CALLROUTER_BENCH_STATE_REPLICA")  # what-if: "0" reads the db
+    if replica is not None:
+        db_extra["state_replica"] = replica == "1"
     return Settings(
         database=DatabaseSettings(url=url, **db_extra),
         fastagi=FastAgiSettings(host="127.0.0.1", port=0, max_sessions=max_sessions, **extra),
@@ -94,6 +97,8 @@ async def build_bench_runtime(url: str, *, with_fastagi: bool, max_sessions: int
         callrouter.app.make_engine = lambda url, **kw: make(url, **{**options, **kw})  # type: ignore[assignment]
     runtime = await build_runtime(bench_settings(url, max_sessions), RulesHolder(),
                                   with_fastagi=with_fastagi, with_ami=False, with_api=False)
+    if runtime.replica is not None and not await runtime.replica.wait_live(120):
+        raise RuntimeError(f"the routing-state replica did not go live: {runtime.replica.status}")
     operators = await runtime.directory.operators()
     # No AMI in the bench: give the service the live states an AMI listener would hold.
     runtime.service._presence = BenchPresence(sorted(operators))
@@ -137,6 +142,10 @@ async def _daemon(url: str, conn: Connection, max_sessions: int, profile: str | 
         sessions.times.clear()
         reads.times.clear()
         statements0 = getattr(runtime.hot, "statements", 0)
+        replica = runtime.replica.status if runtime.replica is not None else None
+        served0 = replica.served if replica else 0
+        asked0 = replica.asked_database if replica else 0
+        notified0 = replica.notifications if replica else 0
         gc_pauses.clear()
         if profiler:
             profiler.enable()
@@ -162,6 +171,14 @@ async def _daemon(url: str, conn: Connection, max_sessions: int, profile: str | 
             "snapshot_reads": len(reads.times),
             "gc": gc_pauses.figures(),
         }
+        if replica is not None:
+            figures["replica"] = {
+                "state": replica.state, "served": replica.served - served0,
+                "asked_database": replica.asked_database - asked0,
+                "notifications": replica.notifications - notified0,
+                "callers": replica.callers, "calls": replica.calls,
+                "load_seconds": replica.load_seconds,
+            }
         if profiler and profile:
             profiled = True
             profiler.dump_stats(profile)

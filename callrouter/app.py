@@ -22,6 +22,7 @@ from callrouter.service.routing import NoPresence, RoutingService
 from callrouter.store.db import make_engine, make_sessionmaker
 from callrouter.store.migrate import upgrade
 from callrouter.store.pg_hot import PgHotPath
+from callrouter.store.pg_replica import PgStateReplica
 from callrouter.store.store import Store
 
 log = logging.getLogger("callrouter")
@@ -65,6 +66,7 @@ class Runtime:
     hub: Any = None
     metrics: Any = None
     hot: PgHotPath | None = None  # the FastAGI path's own asyncpg pool (PostgreSQL only)
+    replica: PgStateReplica | None = None  # callers' routing state in memory (PostgreSQL)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @property
@@ -84,6 +86,8 @@ class Runtime:
         if self.call_writer is not None:
             await self.call_writer.stop()
         await self.writer.close()
+        if self.replica is not None:
+            await self.replica.close()
         if self.hot is not None:
             await self.hot.close()
         await self.engine.dispose()
@@ -120,6 +124,11 @@ async def build_runtime(
         settings.database.url, max_size=settings.database.pool_size,
         max_batches=settings.database.snapshot_statements,
     )
+    replica = None
+    if hot is not None and settings.database.state_replica:
+        replica = PgStateReplica(settings.database.url, hot,
+                                 window=lambda: rules.rules.lookback, freeze_loaded=True)
+        replica.start()
     writer = DecisionWriter(
         hot or store, linger=settings.fastagi.decision_linger_ms / 1000.0
     )
@@ -132,8 +141,10 @@ async def build_runtime(
     runtime = Runtime(
         settings=settings, rules=rules, store=store, engine=engine, service=None,  # type: ignore[arg-type]
         directory=directory, incidents=incidents, writer=writer, numbers=numbers,
-        hub=hub, metrics=metrics, hot=hot,
+        hub=hub, metrics=metrics, hot=hot, replica=replica,
     )
+    if replica is not None:
+        metrics.watch_state_replica(replica.status)
 
     ami_on = settings.ami.enabled if with_ami is None else with_ami
     if ami_on:
@@ -167,7 +178,7 @@ async def build_runtime(
     service = RoutingService(
         rules=lambda: rules.rules,
         numbers=numbers,
-        snapshots=hot or store,
+        snapshots=replica or hot or store,
         directory=directory,
         presence=runtime.presence,
         incidents=incidents,
@@ -293,9 +304,21 @@ async def _start_api(runtime: Runtime) -> Any:
         return ComponentStatus(ok=bool(listening), state="listening" if listening else "down",
                                detail=f"{server.host}:{server.port}")
 
+    def replica_status() -> ComponentStatus:
+        replica = runtime.replica
+        if replica is None:
+            return ComponentStatus(ok=True, state="disabled",
+                                   detail="every caller is read from the database")
+        s = replica.status
+        detail = (f"{s.callers} callers, {s.calls} calls in memory" if s.state == "live"
+                  else s.last_error)
+        # not live: routing still works, reading the database per call
+        return ComponentStatus(ok=s.state == "live", state=s.state, detail=detail)
+
     app = create_app(ApiDeps(
         store=runtime.store, routing=runtime.service, rules=runtime.rules,
         presence=runtime.presence, ami_status=ami_status, fastagi_status=fastagi_status,
+        state_replica_status=replica_status,
         events=runtime.hub, metrics=runtime.metrics, numbers=runtime.numbers,
         invalidate_directory=_directory_changed(runtime),
         invalidate_incidents=runtime.incidents.invalidate,

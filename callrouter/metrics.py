@@ -74,6 +74,49 @@ class _DecisionLogCollector(Collector):
             yield CounterMetricFamily(f"{ns}_decision_log_{name}", text, value=count)
 
 
+class StateReplicaState(Protocol):
+    """What the routing-state replica reports (``pg_replica.ReplicaStatus`` has this shape)."""
+
+    state: str
+    loads: int
+    load_seconds: float
+    notifications: int
+    served: int
+    asked_database: int
+    callers: int
+    calls: int
+
+
+class _StateReplicaCollector(Collector):
+    """The routing-state replica's status, read at scrape time."""
+
+    def __init__(self, status: StateReplicaState, namespace: str) -> None:
+        self._status = status
+        self._ns = namespace
+
+    def collect(self) -> Iterator[Any]:
+        st, ns = self._status, self._ns
+        yield GaugeMetricFamily(f"{ns}_state_replica_live",
+                                "1 while callers' routing state is answered from memory.",
+                                value=1 if st.state == "live" else 0)
+        for name, text, value in (
+            ("callers", "Callers with routing state in memory.", st.callers),
+            ("calls", "Calls in memory (the kept window).", st.calls),
+            ("load_seconds", "Duration of the last full load.", st.load_seconds),
+        ):
+            yield GaugeMetricFamily(f"{ns}_state_replica_{name}", text, value=value)
+        for name, text, count in (
+            ("loads", "Full loads (start, reconnects, truncates, a longer lookback).",
+             st.loads),
+            ("notifications", "Change notifications received.", st.notifications),
+            ("served", "Caller snapshots answered from memory.", st.served),
+            ("asked_database", "Caller snapshots read from the database (replica not live, "
+                               "a question beyond the kept window, a caller being re-read).",
+             st.asked_database),
+        ):
+            yield CounterMetricFamily(f"{ns}_state_replica_{name}", text, value=count)
+
+
 class CallRecordsState(Protocol):
     """What the AMI call-record writer counts (``WriterStatus`` has this shape)."""
 
@@ -172,6 +215,11 @@ class Metrics:
         """Export the decision writer's backlog and counters: a log falling behind (the
         database slow or down) shows as ``decision_log_pending`` rising."""
         self.registry.register(_DecisionLogCollector(writer, self.namespace))
+
+    def watch_state_replica(self, status: StateReplicaState) -> None:
+        """Export the routing-state replica's status: ``state_replica_live`` 0 means every
+        call reads the database (slower, still correct)."""
+        self.registry.register(_StateReplicaCollector(status, self.namespace))
 
     def watch_call_records(self, status: CallRecordsState) -> None:
         """Export the AMI call-record writer's queue and counters (its ``status``): records

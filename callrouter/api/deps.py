@@ -29,6 +29,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_REPLICA_DISABLED = ComponentStatus(ok=True, state="disabled")
+
+
 def _nothing() -> None:
     return None
 
@@ -60,6 +63,7 @@ class ApiDeps:
     events: EventHub
     metrics: Metrics
     numbers: NumberNormaliser
+    state_replica_status: Callable[[], ComponentStatus] = lambda: _REPLICA_DISABLED
     invalidate_directory: Callable[[], None] = _nothing
     invalidate_incidents: Callable[[], None] = _nothing
     clock: Callable[[], datetime] = utcnow

@@ -406,4 +406,8 @@ class HealthOut(BaseModel):
     database: ComponentOut
     fastagi: ComponentOut
     ami: ComponentOut
+    state_replica: ComponentOut = Field(
+        description="callers' routing state in memory (PostgreSQL): 'live', or why not "
+                    "('loading', 'down', 'off', 'disabled'); not live, calls read the "
+                    "database")
     rules_version: int

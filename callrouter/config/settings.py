@@ -59,6 +59,11 @@ class DatabaseSettings(_Section):
     # taken wait and go together in the next one (cheaper for the database and the
     # daemon under load; a longer wait for the caller's history at the tail).
     snapshot_statements: int = Field(default=2, ge=1, le=200)
+    # PostgreSQL only: keep what routing reads about callers (the last day or so of calls,
+    # escalations, flags, opt-outs, tickets) in memory, kept current by the database's
+    # change notifications (migration 0005), instead of a statement per call. Off: every
+    # call reads the database. docs/routing-state.md.
+    state_replica: bool = True
 
     @property
     def safe_url(self) -> str:

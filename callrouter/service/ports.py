@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from callrouter.domain.model import (
@@ -20,7 +20,17 @@ from callrouter.domain.model import (
     PastCall,
     RoutingContext,
     Ticket,
+    TicketStatus,
 )
+
+# What a caller snapshot holds, whoever answers it (the database or the in-memory replica).
+# A caller who rings hundreds of times a day must not make the hot path slow; the rules
+# only ever look at a handful of recent calls.
+RECENT_CALLS_LIMIT = 100
+# A closed ticket still counts as the caller's open issue for this long: a caller who
+# rings back right after closing is usually about the same thing.
+REOPEN_WINDOW = timedelta(hours=24)
+ACTIVE_STATUSES = (TicketStatus.OPEN.value, TicketStatus.PENDING.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +152,9 @@ class RecordRejected(Exception):
 
 
 __all__ = [
+    "ACTIVE_STATUSES",
+    "RECENT_CALLS_LIMIT",
+    "REOPEN_WINDOW",
     "CallRecord",
     "CallRecordSink",
     "CallerSnapshot",

@@ -12,17 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callrouter.domain.model import Action, Outcome, PastCall
 from callrouter.ids import new_id
 from callrouter.legs import CallLeg, operator_talk_seconds
-from callrouter.service.ports import CallRecord
+from callrouter.service.ports import RECENT_CALLS_LIMIT, CallRecord
 from callrouter.store.call_legs import apply_legs, call_verdict, legs_for, notes_for, write_note
 from callrouter.store.errors import NotFound
 from callrouter.store.models import CallRow
 from callrouter.store.records import CallNote, StoredCall
 from callrouter.store.sql import utcnow
 from callrouter.store.types import UTCDateTime
-
-# A caller who rings hundreds of times a day must not make the hot path slow; the rules
-# only ever look at a handful of recent calls.
-RECENT_CALLS_LIMIT = 100
 
 HANGUP_BY = frozenset({"caller", "operator"})
 

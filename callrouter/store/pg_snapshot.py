@@ -21,9 +21,12 @@ from callrouter.domain.model import (
     TicketStatus,
     Tier,
 )
-from callrouter.service.ports import CallerSnapshot
-from callrouter.store.calls import RECENT_CALLS_LIMIT
-from callrouter.store.tickets import ACTIVE_STATUSES, REOPEN_WINDOW
+from callrouter.service.ports import (
+    ACTIVE_STATUSES,
+    RECENT_CALLS_LIMIT,
+    REOPEN_WINDOW,
+    CallerSnapshot,
+)
 
 _SEP = "\x1f"
 _OUTCOMES = {o.value: o for o in Outcome}

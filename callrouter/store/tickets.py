@@ -9,16 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callrouter.domain.model import Ticket, TicketStatus, Tier
 from callrouter.ids import new_id
+from callrouter.service.ports import ACTIVE_STATUSES, REOPEN_WINDOW
 from callrouter.store.errors import Conflict, NotFound
 from callrouter.store.models import TicketRow
 from callrouter.store.records import UNSET, Unset
 from callrouter.store.sql import utcnow
-
-# A closed ticket still counts as the caller's open issue for this long: a caller who
-# rings back right after closing is usually about the same thing.
-REOPEN_WINDOW = timedelta(hours=24)
-
-ACTIVE_STATUSES = (TicketStatus.OPEN.value, TicketStatus.PENDING.value)
 
 
 def current_ticket_filter(

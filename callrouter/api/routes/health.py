@@ -52,16 +52,19 @@ def build_router() -> APIRouter:
     async def health(deps: Deps, response: Response) -> s.HealthOut:
         """200 when routing works (database reachable, FastAGI listening), else 503.
 
-        AMI is reported but does not decide: without it calls still route (to the pool
-        or sticky, with unknown presence)."""
+        AMI and the routing-state replica are reported but do not decide: without AMI
+        calls still route (to the pool or sticky, with unknown presence), without the
+        replica they route reading each caller from the database."""
         database = await _database(deps)
         fastagi = _safe(deps.fastagi_status)
         ami = _safe(deps.ami_status)
+        replica = _safe(deps.state_replica_status)
         ok = database.ok and fastagi.ok
         response.status_code = 200 if ok else 503
         return s.HealthOut(
             status="ok" if ok else "unavailable",
             database=_component(database), fastagi=_component(fastagi), ami=_component(ami),
+            state_replica=_component(replica),
             rules_version=deps.rules.current.version,
         )
 
