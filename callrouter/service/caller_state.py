@@ -22,7 +22,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from callrouter.domain.model import (
     CallerFlags,
@@ -45,10 +45,9 @@ _intern = sys.intern
 
 
 def utc_day_start(now: datetime) -> datetime:
-    """The start of ``now``'s UTC calendar day (``now`` is timezone-aware)."""
-    offset = now.utcoffset() or timedelta(0)
-    utc = now - offset
-    return utc.replace(hour=0, minute=0, second=0, microsecond=0) + offset
+    """The start of ``now``'s UTC calendar day, in UTC (``now`` is timezone-aware; the
+    local clock's day would be wrong on a daylight-saving change day)."""
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 @dataclass(slots=True)

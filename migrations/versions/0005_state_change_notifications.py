@@ -11,18 +11,22 @@ transaction's id (``pg_current_xact_id``: a replica loading its state skips what
 load's snapshot already saw):
 
 * ``["c", xid, id, caller_number, queue, started_at, ended_at, operator_id, outcome,
-  talk_seconds, resolved, escalated, operator_talk_seconds]``: a call row as it is now;
-* ``["c-", xid, id]``: a call row deleted, or moved to another caller number;
-* ``["e", xid, decision_id, caller_number, decided_at]``: an escalated decision;
-  ``["e-", xid, decision_id, caller_number]``: one deleted or changed;
+  talk_seconds, resolved, escalated, operator_talk_seconds, clock]``: a call row as it
+  is now;
+* ``["c-", xid, id, clock]``: a call row deleted, or moved to another id or caller number;
+* ``["e", xid, decision_id, caller_number, decided_at, clock]``: an escalated decision;
+  ``["e-", xid, decision_id, caller_number, clock]``: one deleted or changed;
 * ``["k", xid, caller_number]``: that caller's flags, opt-outs or tickets changed (rare,
   and their text can be long: the replica reads the caller again);
 * ``["r", xid]``: a table was truncated: the replica reloads everything.
 
+``clock`` (``clock_timestamp()``) is there because PostgreSQL delivers identical payloads
+sent in one transaction once, the first time: a row that went A -> B -> A in one
+transaction would otherwise end as B in the replica. Two ``k`` for one caller in one
+transaction are one re-read, which is all they need.
+
 A call row update that touches none of the columns routing reads (notes, the sticky-hit
-flag, legs) announces nothing. PostgreSQL collapses identical payloads sent in one
-transaction into the first one; a call row goes through monotonic states (in progress,
-answered, ended), so it never comes back to an identical earlier state in one transaction.
+flag, legs) announces nothing.
 
 SQLite has no notifications: there the daemon reads the database per call, in process.
 
@@ -53,12 +57,13 @@ _FUNCTIONS = {
 DECLARE x text := pg_current_xact_id()::text;
 BEGIN
   IF TG_OP <> 'INSERT' AND OLD.caller_number IS NOT NULL
-     AND (TG_OP = 'DELETE' OR NEW.caller_number IS DISTINCT FROM OLD.caller_number) THEN
-    PERFORM pg_notify('{CHANNEL}', json_build_array('c-', x, OLD.id)::text);
+     AND (TG_OP = 'DELETE' OR NEW.caller_number IS DISTINCT FROM OLD.caller_number
+          OR NEW.id IS DISTINCT FROM OLD.id) THEN
+    PERFORM pg_notify('{CHANNEL}', json_build_array('c-', x, OLD.id, clock_timestamp())::text);
   END IF;
   IF TG_OP <> 'DELETE' AND NEW.caller_number IS NOT NULL THEN
     PERFORM pg_notify('{CHANNEL}', json_build_array(
-      'c', x, NEW.id, {", ".join("NEW." + c for c in _CALL)})::text);
+      'c', x, NEW.id, {", ".join("NEW." + c for c in _CALL)}, clock_timestamp())::text);
   END IF;
   RETURN NULL;
 END""",
@@ -66,11 +71,12 @@ END""",
 DECLARE x text := pg_current_xact_id()::text;
 BEGIN
   IF TG_OP <> 'INSERT' AND OLD.escalated AND OLD.caller_number IS NOT NULL THEN
-    PERFORM pg_notify('{CHANNEL}', json_build_array('e-', x, OLD.id, OLD.caller_number)::text);
+    PERFORM pg_notify('{CHANNEL}', json_build_array(
+      'e-', x, OLD.id, OLD.caller_number, clock_timestamp())::text);
   END IF;
   IF TG_OP <> 'DELETE' AND NEW.escalated AND NEW.caller_number IS NOT NULL THEN
     PERFORM pg_notify('{CHANNEL}', json_build_array(
-      'e', x, NEW.id, NEW.caller_number, NEW.decided_at)::text);
+      'e', x, NEW.id, NEW.caller_number, NEW.decided_at, clock_timestamp())::text);
   END IF;
   RETURN NULL;
 END""",
@@ -93,7 +99,7 @@ BEGIN
 END""",
 }
 
-_CHANGED = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in _CALL)
+_CHANGED = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in ("id", *_CALL))
 
 # (trigger name, table, timing and events, function)
 _TRIGGERS = (
@@ -108,8 +114,8 @@ _TRIGGERS = (
      "FOR EACH ROW WHEN (OLD.escalated AND OLD.caller_number IS NOT NULL)",
      "callrouter_state_escalations"),
     ("callrouter_state_escalations_update", "decisions", "AFTER UPDATE",
-     "FOR EACH ROW WHEN ((OLD.escalated, OLD.caller_number, OLD.decided_at) "
-     "IS DISTINCT FROM (NEW.escalated, NEW.caller_number, NEW.decided_at))",
+     "FOR EACH ROW WHEN ((OLD.id, OLD.escalated, OLD.caller_number, OLD.decided_at) "
+     "IS DISTINCT FROM (NEW.id, NEW.escalated, NEW.caller_number, NEW.decided_at))",
      "callrouter_state_escalations"),
     *(
         (f"callrouter_state_{table}", table, "AFTER INSERT OR UPDATE OR DELETE",

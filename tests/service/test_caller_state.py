@@ -270,11 +270,6 @@ def test_utc_day_start_equals_load_snapshots_day_for_fixed_offsets(offset_minute
         assert utc_day_start(now) == utc_day(now)[0]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "caller_state.utc_day_start (line ~47) does wall-clock arithmetic with now's utcoffset; "
-    "on a DST-change day in a zoneinfo zone the result is off by the DST shift "
-    "(Europe/Berlin 2025-03-30 12:00 -> 01:00 UTC instead of 00:00 UTC), so escalations "
-    "between 00:00 and 01:00 UTC are not counted while load_snapshot counts them"))
 def test_escalations_on_a_dst_change_day_in_a_zoneinfo_zone() -> None:
     berlin = ZoneInfo("Europe/Berlin")
     now = datetime(2025, 3, 30, 12, 0, tzinfo=berlin)  # CEST, 10:00 UTC
