@@ -386,34 +386,41 @@ async def run(args: argparse.Namespace) -> None:
             port = hello["port"]
             tag = str(int(time.time()))
             n_paced = round(args.rate * args.seconds)
-            mix = caller_mix(args.warmup + n_paced + args.saturation_calls, args.callers)
+            runs = max(1, args.paced_runs)
+            mix = caller_mix(args.warmup + runs * n_paced + args.saturation_calls, args.callers)
             blocks = env_blocks(port, mix, tag)
             warm_blocks = blocks[: args.warmup]
-            paced_blocks = blocks[args.warmup: args.warmup + n_paced]
-            sat_blocks = blocks[args.warmup + n_paced:]
+            sat_blocks = blocks[args.warmup + runs * n_paced:]
             warm = await closed_loop(port, warm_blocks, args.sessions, args.loadgen)
             print(f"warm-up: {warm.calls} calls ({warm.rate:.0f}/s), daemon loop "
                   f"{hello['loop']}, log {log_path} at {args.log_level}", flush=True)
 
-            fast, daemon, own = await measured(
-                parent, paced_load(port, paced_blocks, args.sessions, args.rate, args.loadgen))
-            tail = pct1000(fast.latencies_ms, 999)
-            print(line("paced", fast, args.sessions) + f" p99.9={tail:.2f} ms "
-                  f"max={max(fast.latencies_ms):.2f} ms", flush=True)
-            print(f"         offered {args.rate:.0f}/s (Poisson) for {args.seconds:.0f} s; max "
-                  f"{fast.max_in_flight} in flight; {len(fast.start_lag_ms)} calls started late "
-                  f"(all {args.sessions} sessions busy)"
-                  + (f", worst by {max(fast.start_lag_ms):.1f} ms" if fast.start_lag_ms else ""))
-            if fast.generator_own_lag_ms:
-                print("         load generator's own start delay (calls that found a session "
-                      "free): p50={:.3f} ms p99={:.3f} ms max={:.3f} ms".format(
-                          *fast.generator_own_lag_ms))
-            print(daemon_line(daemon, fast.calls))
-            print(others_line(own, daemon, fast.calls))
-            print(f"         actions: {dict(fast.actions.most_common())}")
-            print(f"         reasons: {dict(fast.reasons.most_common())}", flush=True)
-            if daemon.get("profile_top"):
-                print(daemon["profile_top"])
+            paced_runs: list[LoadResult] = []
+            for run_no in range(runs):
+                start = args.warmup + run_no * n_paced
+                fast, daemon, own = await measured(parent, paced_load(
+                    port, blocks[start: start + n_paced], args.sessions, args.rate,
+                    args.loadgen))
+                paced_runs.append(fast)
+                tail = pct1000(fast.latencies_ms, 999)
+                label = "paced" if runs == 1 else f"paced {run_no + 1}"
+                print(line(label, fast, args.sessions) + f" p99.9={tail:.2f} ms "
+                      f"max={max(fast.latencies_ms):.2f} ms", flush=True)
+                print(f"         offered {args.rate:.0f}/s (Poisson) for {args.seconds:.0f} s; "
+                      f"max {fast.max_in_flight} in flight; {len(fast.start_lag_ms)} calls "
+                      f"started late (all {args.sessions} sessions busy)"
+                      + (f", worst by {max(fast.start_lag_ms):.1f} ms"
+                         if fast.start_lag_ms else ""))
+                if fast.generator_own_lag_ms:
+                    print("         load generator's own start delay (calls that found a "
+                          "session free): p50={:.3f} ms p99={:.3f} ms max={:.3f} ms".format(
+                              *fast.generator_own_lag_ms))
+                print(daemon_line(daemon, fast.calls))
+                print(others_line(own, daemon, fast.calls))
+                print(f"         actions: {dict(fast.actions.most_common())}")
+                print(f"         reasons: {dict(fast.reasons.most_common())}", flush=True)
+                if daemon.get("profile_top"):
+                    print(daemon["profile_top"])
 
             sat = None
             if sat_blocks:
@@ -437,13 +444,20 @@ async def run(args: argparse.Namespace) -> None:
             base = await classic(cblocks, args.classic_concurrency, db.url)
             print(line("classic", base, args.classic_concurrency))
             print(f"         reasons: {dict(base.reasons.most_common())}")
-            best = max(fast.rate, sat.rate if sat else 0.0)
+            best = max(max(r.rate for r in paced_runs), sat.rate if sat else 0.0)
             print(f"fastagi/classic rate: {best / base.rate:.0f}x (target >= 30x)")
-        p99 = pct(fast.latencies_ms, 99)
+        # the median run: one paced run's p99 moves by a millisecond from run to run on a
+        # shared machine, so the verdict is not one lucky or unlucky run
+        p99s = [pct(r.latencies_ms, 99) for r in paced_runs]
+        p99 = statistics.median(p99s)
+        rate = statistics.median(r.rate for r in paced_runs)
+        failures = sum(r.failures for r in paced_runs)
         # a Poisson run of N calls lasts N/rate seconds give or take a few per cent
-        met = args.rate >= 1500 and fast.rate >= 0.97 * 1500 and p99 < 5 and not fast.failures
+        met = args.rate >= 1500 and rate >= 0.97 * 1500 and p99 < 5 and not failures
+        runs_text = (f" (median of {len(p99s)} runs: p99 "
+                     + ", ".join(f"{v:.2f}" for v in p99s) + " ms)") if len(p99s) > 1 else ""
         print(f"target: >= 1500 calls/s from one daemon with p99 < 5 ms at {args.sessions} "
-              f"sessions: paced {fast.rate:.0f}/s p99 {p99:.2f} ms -> "
+              f"sessions: paced {rate:.0f}/s p99 {p99:.2f} ms{runs_text} -> "
               f"{'MET' if met else 'NOT MET'}")
 
 
@@ -499,6 +513,8 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=1500.0,
                     help="paced phase: offered calls/s (Poisson arrivals)")
     ap.add_argument("--seconds", type=float, default=10.0, help="paced phase: duration")
+    ap.add_argument("--paced-runs", type=int, default=3,
+                    help="paced phase: runs, back to back (the verdict takes the median p99)")
     ap.add_argument("--sessions", type=int, default=200,
                     help="concurrent sessions (channels) carrying the load")
     ap.add_argument("--saturation-calls", type=int, default=10_000,

@@ -165,13 +165,32 @@ class RouteHandler:
         self.default_queue = default_queue
         self.server_id = server_id
         self.observer = observer or SessionObserver()
+        # A router that can sometimes decide without waiting (RoutingService.route_now)
+        self._route_now: Callable[[InboundCall], DecisionRecord | None] | None = getattr(
+            router, "route_now", None)
 
     def start(self, env: AgiEnvironment, peer_name: Callable[[], str], answer: Answer) -> (
-        Abandon
+        Abandon | None
     ):
-        """The ``route`` route (an ``AgiRoute``): decide within the budget, then answer."""
+        """The ``route`` route (an ``AgiRoute``): decide within the budget, then answer.
+        Answered before returning when the router decides at once (None: nothing to
+        abandon)."""
         started = time.perf_counter()
         call = inbound_call(env, default_queue=self.default_queue, server_id=self.server_id)
+
+        route_now = self._route_now
+        if route_now is not None:
+            try:
+                record = route_now(call)
+            except Exception as exc:
+                _routing_failed(call, exc)
+                self._answer(answer, call, self._fallback(
+                    call, ReasonCode.FALLBACK_ERROR, f"routing failed: {type(exc).__name__}"),
+                    ReasonCode.FALLBACK_ERROR, started)
+                return None
+            if record is not None:  # decided at once: no task, no budget timer
+                self._answer(answer, call, record, None, started)
+                return None
 
         def decided(record: DecisionRecord, fallback: ReasonCode | None) -> None:
             self._answer(answer, call, record, fallback, started)
@@ -258,9 +277,7 @@ class _Pending:
         if exc is None:
             self._answered(task.result(), None)
             return
-        log.error("routing failed for caller %s uniqueid %s (%s: %s); letting the call "
-                  "through to queue %s", mask(call.caller_raw), call.uniqueid,
-                  type(exc).__name__, exc, call.queue)
+        _routing_failed(call, exc)
         self._answered(handler._fallback(call, ReasonCode.FALLBACK_ERROR,
                                          f"routing failed: {type(exc).__name__}"),
                        ReasonCode.FALLBACK_ERROR)
@@ -289,6 +306,12 @@ class _Pending:
         self._timer.cancel()
         self._task.cancel()
         self._task.add_done_callback(retrieve_exception)
+
+
+def _routing_failed(call: InboundCall, exc: BaseException) -> None:
+    log.error("routing failed for caller %s uniqueid %s (%s: %s); letting the call "
+              "through to queue %s", mask(call.caller_raw), call.uniqueid,
+              type(exc).__name__, exc, call.queue)
 
 
 def _nobody(record: DecisionRecord, fallback: ReasonCode | None) -> None:

@@ -64,6 +64,14 @@ class _StaleWhileRevalidate(Generic[T]):
             self._reload.start(self._load)
         return value
 
+    def peek(self) -> T | None:
+        """``get()`` without waiting: the value (a reload started when past its ``ttl``),
+        or None when there is none yet."""
+        value = self._value
+        if value is not None and time.monotonic() - self._at > self._ttl:
+            self._reload.start(self._load)
+        return value
+
     async def _load(self) -> T:
         generation = self._generation
         value = await self._source_load()
@@ -117,6 +125,10 @@ class CachedDirectory:
     async def operators(self) -> Mapping[str, Operator]:
         return await self._cache.get()
 
+    def operators_now(self) -> Mapping[str, Operator] | None:
+        """The directory without waiting, or None before the first load."""
+        return self._cache.peek()
+
     def invalidate(self) -> None:
         self._cache.invalidate()
 
@@ -137,13 +149,22 @@ class CachedIncidents:
 
     async def active_incidents(self, now: datetime) -> Sequence[Incident]:
         self._now = now
-        value = await self._cache.get()
-        if not value:
-            return ()
-        return [i for i in value if i.ended_at is None or i.ended_at > now]
+        return _still_active(await self._cache.get(), now)
+
+    def active_now(self, now: datetime) -> Sequence[Incident] | None:
+        """``active_incidents`` without waiting, or None before the first load."""
+        self._now = now
+        value = self._cache.peek()
+        return None if value is None else _still_active(value, now)
 
     async def _load(self) -> Sequence[Incident]:
         return await self._source.active_incidents(self._now or datetime.now(UTC))
 
     def invalidate(self) -> None:
         self._cache.invalidate()
+
+
+def _still_active(incidents: Sequence[Incident], now: datetime) -> Sequence[Incident]:
+    if not incidents:
+        return ()
+    return [i for i in incidents if i.ended_at is None or i.ended_at > now]

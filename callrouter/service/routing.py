@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from callrouter.domain.decide import decide
@@ -74,6 +74,13 @@ class RoutingService:
         self._writer = writer
         self._clock = clock
         self.observers: list[DecisionObserver] = observers or []
+        # What the ports can answer without waiting (route_now); None: they cannot.
+        self._snapshot_now: Callable[[str, datetime, int], CallerSnapshot | None] | None = (
+            getattr(snapshots, "snapshot_now", None))
+        self._operators_now: Callable[[], Mapping[str, Operator] | None] | None = getattr(
+            directory, "operators_now", None)
+        self._incidents_now: Callable[[datetime], Sequence[Incident] | None] | None = (
+            getattr(incidents, "active_now", None))
 
     # -- the FastAGI use case -----------------------------------------------------------
 
@@ -101,14 +108,37 @@ class RoutingService:
                     "caller history unavailable: normal queue",
                 ), started, now, {}, wanted,
             )
-        try:
-            decision = decide(ctx, rules, now)
-        except Exception:  # decide is total; this is a bug, and the caller must not pay for it
-            log.exception("decide() failed for %s: normal queue", mask(caller.number))
-            decision = _fallback_decision(
-                queue, rules, ReasonCode.FALLBACK_ERROR, "internal error: normal queue"
-            )
+        decision = _decide(ctx, rules, now)
         return self._finish(call, caller, queue, decision, started, now, _summary(ctx), wanted)
+
+    def route_now(self, call: InboundCall) -> DecisionRecord | None:
+        """``route_call`` without waiting, when every input is at hand (the state replica
+        live, the directory and incidents cached), else None: the FastAGI handler then
+        runs ``route_call``. Deciding in the caller's own callback saves the task, the
+        budget timer and the callbacks between them (~15 us of a ~300 us call)."""
+        snapshot_now, operators_now, incidents_now = (
+            self._snapshot_now, self._operators_now, self._incidents_now)
+        if snapshot_now is None or operators_now is None or incidents_now is None:
+            return None
+        started = time.perf_counter()
+        now = self._clock()
+        operators = operators_now()
+        incidents = incidents_now(now)
+        if operators is None or incidents is None:
+            return None
+        rules = self._rules()
+        queue = call.queue.strip() or rules.default_queue
+        caller = self._numbers.caller(call.caller_raw, call.callingpres)
+        snapshot = _NO_HISTORY
+        if caller.identified and caller.number is not None:
+            held = snapshot_now(caller.number, now, rules.for_queue(queue).lookback)
+            if held is None:
+                return None
+            snapshot = held
+        ctx = _context(caller, queue, snapshot, operators, tuple(incidents),
+                       self._presence.states())
+        return self._finish(call, caller, queue, _decide(ctx, rules, now), started, now,
+                            _summary(ctx))
 
     def fallback(self, call: InboundCall, code: ReasonCode, text: str) -> DecisionRecord:
         """The decision when the time budget ran out or the input was odd (no I/O)."""
@@ -130,24 +160,14 @@ class RoutingService:
         states: Mapping[str, object] | None = None,
     ) -> RoutingContext:
         """Everything decide needs; ``states`` overrides live presence (simulations)."""
-        snapshot = CallerSnapshot()
+        snapshot = _NO_HISTORY
         if caller.identified and caller.number is not None:
             lookback = rules.for_queue(queue).lookback
             snapshot = await self._snapshots.snapshot(caller.number, now, lookback)
         operators: Mapping[str, Operator] = await self._directory.operators()
         incidents: tuple[Incident, ...] = tuple(await self._incidents.active_incidents(now))
         live = states if states is not None else self._presence.states()
-        return RoutingContext(
-            caller=caller,
-            queue=queue,
-            recent_calls=snapshot.recent_calls,
-            open_ticket=snapshot.open_ticket,
-            flags=snapshot.flags,
-            operators=operators,
-            operator_states=live,  # type: ignore[arg-type]
-            incidents=incidents,
-            escalations_today=snapshot.escalations_today,
-        )
+        return _context(caller, queue, snapshot, operators, incidents, live)
 
     async def explain(
         self,
@@ -211,6 +231,35 @@ class RoutingService:
                 decision.reason_code, record.latency_ms,
             )
         return record
+
+
+_NO_HISTORY = CallerSnapshot()
+
+
+def _context(caller: Caller, queue: str, snapshot: CallerSnapshot,
+             operators: Mapping[str, Operator], incidents: tuple[Incident, ...],
+             states: Mapping[str, object]) -> RoutingContext:
+    return RoutingContext(
+        caller=caller,
+        queue=queue,
+        recent_calls=snapshot.recent_calls,
+        open_ticket=snapshot.open_ticket,
+        flags=snapshot.flags,
+        operators=operators,
+        operator_states=states,  # type: ignore[arg-type]
+        incidents=incidents,
+        escalations_today=snapshot.escalations_today,
+    )
+
+
+def _decide(ctx: RoutingContext, rules: Rules, now: datetime) -> Decision:
+    try:
+        return decide(ctx, rules, now)
+    except Exception:  # decide is total; this is a bug, and the caller must not pay for it
+        log.exception("decide() failed for %s: normal queue", mask(ctx.caller.number))
+        return _fallback_decision(
+            ctx.queue, rules, ReasonCode.FALLBACK_ERROR, "internal error: normal queue"
+        )
 
 
 def _fallback_decision(queue: str, rules: Rules, code: ReasonCode, text: str) -> Decision:

@@ -240,13 +240,24 @@ class PgStateReplica:
     async def snapshot(self, number: str, now: datetime, lookback_seconds: int) -> (
         CallerSnapshot
     ):
+        snapshot = self.snapshot_now(number, now, lookback_seconds)
+        if snapshot is not None:
+            return snapshot
+        self.status.asked_database += 1
+        return await self._fallback.snapshot(number, now, lookback_seconds)
+
+    def snapshot_now(self, number: str, now: datetime, lookback_seconds: int) -> (
+        CallerSnapshot | None
+    ):
+        """The snapshot from memory, or None when only the database can answer (not
+        live, beyond the window, the caller being re-read). Lets routing decide without
+        a task or a timer (``RoutingService.route_now``)."""
         states = self._states
         if (self._live and states is not None and number not in self._dirty
                 and states.answerable(now, lookback_seconds)):
             self.status.served += 1
             return states.snapshot(number, now, lookback_seconds)
-        self.status.asked_database += 1
-        return await self._fallback.snapshot(number, now, lookback_seconds)
+        return None
 
     # -- the link -----------------------------------------------------------------------
 
@@ -434,6 +445,7 @@ class PgStateReplica:
             asyncio.get_running_loop().call_soon(self._drain)
         else:
             self._draining = False
+            self._sizes()
 
     def _receive(self, payload: str) -> None:
         self.status.notifications += 1

@@ -97,7 +97,14 @@ async def test_caller_goes_back_to_operator_across_servers(
     assert (call.server_id, call.operator_id, call.caller_number) == ("a", "boris",
                                                                       "+79161112233")
 
+    # B answers from its state replica, which hears of A's record by a notification at
+    # A's commit: a caller redials seconds later, this test a few milliseconds later, so
+    # it waits for B to have heard of every commit so far (a barrier, not a sleep).
+    assert b.replica is not None and await b.replica.wait_live(10)
+    await b.replica.caught_up()
+    served = b.replica.status.served
     second = await agi(b, "+7 916 111-22-33", "1795499999.7")
+    assert b.replica.status.served == served + 1  # from memory, not a database read
     assert second["CALLROUTER_ACTION"] == "operator"
     assert second["CALLROUTER_REASON"] == "sticky_available"
     assert second["CALLROUTER_OPERATOR"] == "boris"

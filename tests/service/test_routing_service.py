@@ -361,3 +361,71 @@ async def test_a_queue_the_rules_have_no_table_for_is_kept_as_the_entry_queue() 
         assert record.queue == queue
         assert record.decision.queue == queue
         assert record.decision.reason_code is ReasonCode.NEW_CALLER
+
+
+# -- deciding without waiting (route_now) ------------------------------------------------
+
+
+class MemorySnapshots(Snapshots):
+    """A source that can answer at once (as the state replica while live), or not."""
+
+    def __init__(self, by_number: dict[str, CallerSnapshot], *, ready: bool = True) -> None:
+        super().__init__(by_number)
+        self.ready = ready
+
+    def snapshot_now(self, number: str, now: datetime, lookback_seconds: int) -> (
+        CallerSnapshot | None
+    ):
+        if not self.ready:
+            return None
+        self.asked.append((number, lookback_seconds))
+        return self.by_number.get(number, CallerSnapshot())
+
+
+def cached_service(snapshots: Snapshots, log: Log | None = None) -> (
+    tuple[RoutingService, CachedDirectory, DecisionWriter | None]
+):
+    from callrouter.service.caching import CachedIncidents
+
+    writer = DecisionWriter(log) if log is not None else None
+    directory = CachedDirectory(Directory())
+    service = RoutingService(
+        rules=lambda: Rules(defaults=QueueRules(), default_queue="support"),
+        numbers=NumberNormaliser("RU"), snapshots=snapshots, directory=directory,
+        presence=Presence({"op1": OperatorState.AVAILABLE}),
+        incidents=CachedIncidents(Incidents()), writer=writer, clock=lambda: NOW,
+    )
+    return service, directory, writer
+
+
+async def test_route_now_decides_as_route_call_does_when_every_input_is_at_hand() -> None:
+    log = Log()
+    service, _, writer = cached_service(
+        MemorySnapshots({"+79123456789": history_with_anna()}), log)
+    assert writer is not None
+    call = InboundCall("89123456789", "support", uniqueid="now.1")
+    # before the directory and incidents were ever loaded: nothing at hand yet
+    assert service.route_now(call) is None
+    waited = await service.route_call(call)  # loads them
+    at_once = service.route_now(InboundCall("89123456789", "support", uniqueid="now.2"))
+    assert at_once is not None
+    assert at_once.decision == waited.decision
+    assert at_once.decision.action is Action.OPERATOR
+    assert at_once.decision.target_operator_id == "op1"
+    await writer.flush(timeout=2.0)
+    assert [r.uniqueid for r in log.records] == ["now.1", "now.2"]  # both recorded
+
+
+async def test_route_now_declines_when_the_snapshot_is_not_in_memory() -> None:
+    snapshots = MemorySnapshots({}, ready=False)
+    service, _, _ = cached_service(snapshots)
+    await service.route_call(InboundCall("89123456789", "support"))  # caches loaded
+    assert service.route_now(InboundCall("89123456789", "support")) is None
+    # a withheld caller reads no history: decided at once all the same
+    withheld = service.route_now(InboundCall("anonymous", "support"))
+    assert withheld is not None and withheld.decision.reason_code is ReasonCode.WITHHELD
+
+
+async def test_route_now_is_off_for_sources_that_always_wait() -> None:
+    service, _ = make_service(Snapshots({}), {})  # no snapshot_now, no cached directory
+    assert service.route_now(InboundCall("89123456789", "support")) is None
