@@ -45,7 +45,7 @@ import orjson
 
 from callrouter.domain.model import CallerFlags, Ticket, TicketStatus, Tier
 from callrouter.ids import new_id
-from callrouter.service.caller_state import CallerStates, past_call
+from callrouter.service.caller_state import CallerStates, call_row
 from callrouter.service.ports import (
     ACTIVE_STATUSES,
     REOPEN_WINDOW,
@@ -321,8 +321,7 @@ class PgStateReplica:
             cursor = await conn.cursor(_CALL_SQL, horizon)
             while rows := await cursor.fetch(_LOAD_CHUNK):
                 for row in rows:
-                    number, call = past_call(tuple(row))
-                    states.put_call(number, call)
+                    states.put_call_row(*call_row(row))
                 await asyncio.sleep(0)
             for number, decision_id, at in await conn.fetch(_ESCALATION_SQL, horizon):
                 states.put_escalation(number, decision_id, at)
@@ -479,8 +478,8 @@ class PgStateReplica:
             return
         if kind == "c":
             started, ended = _when(msg[5]), _when(msg[6])
-            number, call = past_call((msg[2], msg[3], msg[4], started, ended, *msg[7:13]))
-            states.put_call(number, call)
+            states.put_call_row(*call_row((msg[2], msg[3], msg[4], started, ended,
+                                           *msg[7:13])))
         elif kind == "c-":
             states.drop_call(msg[2])
         elif kind == "e":
