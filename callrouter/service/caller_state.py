@@ -20,7 +20,7 @@ than the window kept, a ``now`` far in the past) cannot be answered from memory:
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -121,6 +121,26 @@ class _Entry:
         for t in self.tickets:
             out += t
         return tuple(out)
+
+
+def _holds_older(flat: tuple[Any, ...], horizon: datetime) -> bool:
+    """Whether a caller's flat tuple holds a call, escalation or closed ticket from before
+    ``horizon`` (read in place: pruning skips most callers without allocating)."""
+    nc, ne, nf, no, nt = flat[:5]
+    i = 5
+    for j in range(i + 2, i + nc * _CALL, _CALL):
+        if flat[j] < horizon:
+            return True
+    i += nc * _CALL
+    for j in range(i + 1, i + ne * _ESCALATION, _ESCALATION):
+        if flat[j] < horizon:
+            return True
+    i += ne * _ESCALATION + nf * _FLAGS + no
+    for j in range(i, i + nt * _TICKET, _TICKET):
+        updated = flat[j + 8]
+        if flat[j + 3] not in _ACTIVE and (updated is None or updated < horizon):
+            return True
+    return False
 
 
 def past_call(row: tuple[object, ...] | list[object]) -> tuple[str, PastCall]:
@@ -282,26 +302,38 @@ class CallerStates:
 
     def prune(self, horizon: datetime) -> int:
         """Move the horizon forward to ``horizon`` and drop what fell behind it; returns
-        the number of calls dropped."""
+        the number of calls dropped. (``pruning`` does the same a slice at a time.)"""
+        return sum(self.pruning(horizon))
+
+    def pruning(self, horizon: datetime, slice_size: int = 500) -> Iterator[int]:
+        """``prune`` in slices: the horizon moves at once (questions never reach behind it,
+        so what is not dropped yet is never read), then each step drops what fell behind
+        among the next ``slice_size`` callers and yields the calls it dropped. Going
+        through 100,000 callers in one go held the event loop ~200 ms."""
         if horizon <= self.horizon:
-            return 0
+            return
         self.horizon = horizon
-        dropped = 0
-        owner = self._call_owner
-        for number, flat in list(self._callers.items()):
-            e = _Entry(flat)
-            sizes = (len(e.calls), len(e.escalations), len(e.tickets))
-            for c in e.calls:
-                if c[2] < horizon:
-                    owner.pop(c[0], None)
-            e.calls = [c for c in e.calls if c[2] >= horizon]
-            e.escalations = [x for x in e.escalations if x[1] >= horizon]
-            e.tickets = [t for t in e.tickets if t[3] in _ACTIVE or (
-                t[8] is not None and t[8] >= horizon)]
-            dropped += sizes[0] - len(e.calls)
-            if sizes != (len(e.calls), len(e.escalations), len(e.tickets)):
-                self._store(number, e)
-        return dropped
+        numbers = tuple(self._callers)
+        for first in range(0, len(numbers), slice_size):
+            dropped = 0
+            for number in numbers[first:first + slice_size]:
+                flat = self._callers.get(number)
+                if flat is not None and _holds_older(flat, horizon):
+                    dropped += self._prune_one(number, flat, horizon)
+            yield dropped
+
+    def _prune_one(self, number: str, flat: tuple[Any, ...], horizon: datetime) -> int:
+        e = _Entry(flat)
+        before = len(e.calls)
+        for c in e.calls:
+            if c[2] < horizon:
+                self._call_owner.pop(c[0], None)
+        e.calls = [c for c in e.calls if c[2] >= horizon]
+        e.escalations = [x for x in e.escalations if x[1] >= horizon]
+        e.tickets = [t for t in e.tickets if t[3] in _ACTIVE or (
+            t[8] is not None and t[8] >= horizon)]
+        self._store(number, e)
+        return before - len(e.calls)
 
     # -- sizes (metrics, status) ---------------------------------------------------------
 

@@ -403,7 +403,8 @@ class PgStateReplica:
                     raise ReplicaUnavailable("the rules now look further back: loading again")
                 async with self._conn_lock:  # a downgrade would silence the notifications
                     await self._check_triggers(conn)
-                states.prune(datetime.now(UTC) - span)
+                for _ in states.pruning(datetime.now(UTC) - span):
+                    await asyncio.sleep(0)  # a slice at a time: calls go on meanwhile
             self._sizes()
 
     def _sizes(self) -> None:

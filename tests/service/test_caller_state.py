@@ -561,3 +561,20 @@ def test_held_rows_are_left_alone_by_the_garbage_collector() -> None:
     tracked = [e for e in s._callers.values() if gc.is_tracked(e)]
     assert tracked == []
     assert s.snapshot(A, NOW, HOUR).flags.vip_class == "gold"
+
+
+def test_pruning_goes_a_slice_at_a_time_and_answers_meanwhile() -> None:
+    s = states()
+    for i in range(1200):
+        s.put_call(f"+7912{i:07d}", call(f"old{i}", HORIZON + timedelta(minutes=5)))
+        s.put_call(f"+7912{i:07d}", call(f"new{i}", NOW - timedelta(minutes=5)))
+    steps = s.pruning(HORIZON + timedelta(hours=1), slice_size=500)
+    first = next(steps)
+    assert first == 500  # one old call for each of the first 500 callers
+    assert s.horizon == HORIZON + timedelta(hours=1)  # moved at once
+    # a caller not pruned yet answers as if it were: the old call is behind the horizon
+    last = "+79120001199"
+    assert s.held(last)[0] == {"old1199", "new1199"}
+    assert [c.id for c in s.snapshot(last, NOW, 23 * HOUR).recent_calls] == ["new1199"]
+    assert first + sum(steps) == 1200
+    assert s.held(last)[0] == {"new1199"} and s.calls == 1200
