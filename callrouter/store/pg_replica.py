@@ -75,6 +75,7 @@ REQUIRED_TRIGGERS = (
 _MARGIN = timedelta(hours=1)
 _LOAD_CHUNK = 5_000  # rows built between two yields to the event loop
 _DRAIN_SLICE = 32  # notifications applied between two yields (~6 us each)
+_COLLECT_EVERY = 640  # changes applied between two young-generation collections
 
 _CALL_SQL = (
     "SELECT id, caller_number, queue, started_at, ended_at, operator_id, outcome, "
@@ -176,6 +177,7 @@ class PgStateReplica:
         self._barriers: dict[str, asyncio.Future[None]] = {}
         self._inbox: deque[str] = deque()  # notifications received, not yet applied
         self._draining = False
+        self._since_collect = 0  # changes applied since the last young collection
         self._conn: asyncpg.Connection | None = None
         self._conn_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -439,8 +441,18 @@ class PgStateReplica:
 
     def _drain(self) -> None:
         inbox = self._inbox
-        for _ in range(min(len(inbox), _DRAIN_SLICE)):
+        n = min(len(inbox), _DRAIN_SLICE)
+        for _ in range(n):
             self._receive(inbox.popleft())
+        self._since_collect += n
+        if self._since_collect >= _COLLECT_EVERY:
+            # Each change replaces its caller's flat tuple: one object allocated, one freed,
+            # so CPython's young-generation count stays flat while the new tuples pile up
+            # in it, until one collection walks them all (17,000 tuples, 11 ms, measured).
+            # Collecting the young generation every so many changes keeps each pass small
+            # (~0.3 ms); the tuples, all atomic values, leave the collector's lists there.
+            self._since_collect = 0
+            gc.collect(0)
         if inbox:
             asyncio.get_running_loop().call_soon(self._drain)
         else:
