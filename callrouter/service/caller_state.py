@@ -210,28 +210,40 @@ class CallerStates:
         flat = self._callers.get(number)
         if flat is None:
             return _EMPTY
-        e = _Entry(flat)
+        # read in place: one call's fields are sliced out only when it is in the window
+        nc, ne, nf, no, nt = flat[:5]
+        i = 5
         recent: tuple[PastCall, ...] = ()
-        if e.calls:
+        if nc:
             since = now - timedelta(seconds=lookback_seconds)
-            within = [c for c in e.calls if since <= c[2] <= now]
-            within.sort(key=_newest_first, reverse=True)
-            recent = tuple(_past_call(c) for c in within[:RECENT_CALLS_LIMIT])
+            within = [flat[j - 2:j + 8] for j in range(i + 2, i + nc * _CALL, _CALL)
+                      if since <= flat[j] <= now]
+            if within:
+                within.sort(key=_newest_first, reverse=True)
+                recent = tuple(_past_call(c) for c in within[:RECENT_CALLS_LIMIT])
+        i += nc * _CALL
         count = 0
-        if e.escalations:
+        if ne:
             day = utc_day_start(now)
             end = day + _DAY
-            count = sum(1 for _, at in e.escalations if day <= at < end)
+            count = sum(1 for j in range(i + 1, i + ne * _ESCALATION, _ESCALATION)
+                        if day <= flat[j] < end)
+        i += ne * _ESCALATION
+        f = flat[i:i + _FLAGS] if nf else None
+        i += nf * _FLAGS
+        opted = flat[i:i + no]
+        i += no
         ticket = None
-        if e.tickets:
+        if nt:
             closed_since = now - REOPEN_WINDOW
-            current = [t for t in e.tickets if _ticket_current(t, closed_since)]
+            current = [t for t in (flat[j:j + _TICKET] for j in range(i, i + nt * _TICKET,
+                                                                          _TICKET))
+                       if _ticket_current(t, closed_since)]
             if current:
                 ticket = _ticket(max(current, key=_ticket_order))
-        opted_out = frozenset(e.opted)
-        f = e.flags
+        opted_out = frozenset(opted)
         if f is None:
-            flags = CallerFlags(opted_out_operators=opted_out) if e.opted else _NO_FLAGS
+            flags = CallerFlags(opted_out_operators=opted_out) if no else _NO_FLAGS
         else:
             flags = CallerFlags(vip_class=f[0], abusive=f[1], abusive_flagged_by=f[2],
                                 abusive_flagged_at=f[3], opted_out_operators=opted_out,
@@ -257,11 +269,18 @@ class CallerStates:
             if owner is not None:
                 self.drop_call(call_id)
             return
-        e = _Entry(self._callers.get(number))
-        if owner is not None:
-            e.calls = [c for c in e.calls if c[0] != call_id]
-        e.calls.append(call)
-        self._store(number, e)
+        flat = self._callers.get(number)
+        if owner is None and flat is not None:
+            # a new call of a known caller (the common change): spliced in place
+            nc = flat[0]
+            end = 5 + nc * _CALL
+            self._callers[number] = (nc + 1, *flat[1:end], *call, *flat[end:])
+        else:
+            e = _Entry(flat)
+            if owner is not None:
+                e.calls = [c for c in e.calls if c[0] != call_id]
+            e.calls.append(call)
+            self._store(number, e)
         self._call_owner[call_id] = number
 
     def drop_call(self, call_id: str) -> None:
