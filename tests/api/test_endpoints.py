@@ -297,6 +297,21 @@ async def test_health_ok_without_ami(world: World) -> None:
     assert r.status_code == 200
 
 
+async def test_health_reports_the_state_replica_without_failing_on_it(world: World) -> None:
+    """Without the replica calls still route (reading the database), so it is reported,
+    not required."""
+    async with world.client() as client:
+        body = (await client.get("/api/v1/health")).json()
+    assert body["state_replica"]["state"] == "disabled"
+    world.deps.state_replica_status = lambda: ComponentStatus(
+        ok=False, state="down", detail="ConnectionRefusedError: ...")
+    async with world.client() as client:
+        r = await client.get("/api/v1/health")
+    assert r.status_code == 200
+    assert r.json()["state_replica"] == {"ok": False, "state": "down",
+                                         "detail": "ConnectionRefusedError: ..."}
+
+
 async def test_one_transaction_per_request(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     opened: list[int] = []
     original = world.store.transaction

@@ -127,3 +127,23 @@ def test_the_call_record_writer_counters_are_exported() -> None:
     assert value(m, "callrouter_call_records_write_failures_total") == 2
     status.rejected += 1  # read at scrape time
     assert value(m, "callrouter_call_records_rejected_total") == 2
+
+
+def test_the_state_replica_status_is_exported_at_scrape_time() -> None:
+    from callrouter.store.pg_replica import ReplicaStatus
+
+    status = ReplicaStatus(state="loading")
+    m = Metrics()
+    m.watch_state_replica(status)
+    assert value(m, "callrouter_state_replica_live") == 0
+    status.state, status.callers, status.calls = "live", 12, 30
+    status.served, status.asked_database, status.loads, status.notifications = 5, 2, 1, 40
+    assert value(m, "callrouter_state_replica_live") == 1
+    assert value(m, "callrouter_state_replica_callers") == 12
+    assert value(m, "callrouter_state_replica_calls") == 30
+    assert value(m, "callrouter_state_replica_served_total") == 5
+    assert value(m, "callrouter_state_replica_asked_database_total") == 2
+    assert value(m, "callrouter_state_replica_loads_total") == 1
+    assert value(m, "callrouter_state_replica_notifications_total") == 40
+    status.state = "down"  # the link lost: routing reads the database, and the gauge says so
+    assert value(m, "callrouter_state_replica_live") == 0

@@ -42,3 +42,25 @@ async def test_postgres_hot_path_takes_its_settings() -> None:
         assert runtime.hot._connections._max == 7
     finally:
         await runtime.close()
+
+
+async def test_the_state_replica_follows_its_setting() -> None:
+    """On PostgreSQL the replica is built (it connects in the background: this needs no
+    database) and answers through the hot path until live; off, routing reads the hot
+    path directly; SQLite has none."""
+    from callrouter.app import build_runtime
+    from callrouter.config.rules_holder import RulesHolder
+
+    for enabled in (True, False):
+        s = Settings(database=DatabaseSettings(url=PG, state_replica=enabled), config_file=None)
+        runtime = await build_runtime(s, RulesHolder(), with_fastagi=False, with_ami=False,
+                                      with_api=False)
+        try:
+            if enabled:
+                assert runtime.replica is not None and not runtime.replica.live
+                assert runtime.service._snapshots is runtime.replica
+            else:
+                assert runtime.replica is None
+                assert runtime.service._snapshots is runtime.hot
+        finally:
+            await runtime.close()
