@@ -377,10 +377,17 @@ async def run(args: argparse.Namespace) -> None:
                                    "log_level": args.log_level})
         proc.start()
         child.close()  # so a daemon that dies shows as EOFError here, not a hang
-        pinned = pin_processes(proc.pid) if args.pin else None
-        if pinned:
-            print(f"pinned: daemon on CPU {sorted(pinned[0])}, PostgreSQL and the load "
-                  f"generator on CPU {sorted(pinned[1])}", flush=True)
+        pinned = None
+        if args.pin:
+            pinned = pin_processes(proc.pid)
+            if pinned:
+                print(f"pinned: daemon on CPU {sorted(pinned[0])}, PostgreSQL and the load "
+                      f"generator on CPU {sorted(pinned[1])}", flush=True)
+        elif args.pin_generator:
+            pinned = pin_processes(proc.pid, generator_alone=True)
+            if pinned:
+                print(f"pinned: the load generator on CPU {sorted(pinned[1])}, the daemon and "
+                      f"PostgreSQL on CPU {sorted(pinned[0])}", flush=True)
         try:
             hello = await asyncio.to_thread(parent.recv)
             port = hello["port"]
@@ -474,11 +481,15 @@ def _postgres_pids() -> list[int]:
     return pids
 
 
-def pin_processes(daemon_pid: int) -> tuple[set[int], set[int]] | None:
+def pin_processes(daemon_pid: int, *, generator_alone: bool = False) -> (
+    tuple[set[int], set[int]] | None
+):
     """``--pin``: the daemon gets the last CPU to itself; PostgreSQL (the postmaster, so
     that backends forked later inherit it, and every running process) and this process
     (so the load generator it starts) get the others. What a deployment with the database
-    on its own machine looks like to the daemon, on a machine that has only two cores."""
+    on its own machine looks like to the daemon, on a machine that has only two cores.
+    ``generator_alone`` (``--pin-generator``): the other way round, the load generator
+    alone and the daemon with PostgreSQL: Asterisk on its own host, as in production."""
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         print("--pin needs at least 2 CPUs; not pinned")
@@ -488,7 +499,7 @@ def pin_processes(daemon_pid: int) -> tuple[set[int], set[int]] | None:
     os.sched_setaffinity(0, rest)
     for pid in _postgres_pids():
         try:
-            os.sched_setaffinity(pid, rest)
+            os.sched_setaffinity(pid, mine if generator_alone else rest)
         except OSError:  # a backend that just ended, or not ours to pin
             pass
     return mine, rest
@@ -532,6 +543,10 @@ def main() -> None:
     ap.add_argument("--pin", action="store_true",
                     help="the daemon on a CPU of its own, PostgreSQL and the load generator "
                          "on the others (Linux; restored at the end)")
+    ap.add_argument("--pin-generator", action="store_true",
+                    help="the load generator on a CPU of its own, the daemon and PostgreSQL "
+                         "sharing the others: Asterisk on another host, as in production "
+                         "(Linux; restored at the end)")
     ap.add_argument("--loadgen", choices=("c", "python"),
                     default="c" if loadgen.available() else "python",
                     help="load generator: c (bench/loadgen.c, compiled with cc -O2 at run "
