@@ -151,6 +151,7 @@ class PgStateReplica:
         *,
         window: Callable[[], int],
         heartbeat: float = 1.0,
+        heartbeat_timeout: float = 10.0,
         connect_timeout: float = 2.0,
         retry_max: float = 10.0,
         prune_interval: float = 60.0,
@@ -160,6 +161,10 @@ class PgStateReplica:
         self._fallback = fallback
         self._window = window  # the longest lookback the rules ask for, in seconds
         self._heartbeat = heartbeat
+        # A closed connection (the database stopped or restarted) is seen at once; this
+        # only catches a link that went silent. Short, and a database slow under load
+        # would make every replica drop and reload at once, the worst moment for it.
+        self._heartbeat_timeout = heartbeat_timeout
         self._connect_timeout = connect_timeout
         self._retry_max = retry_max
         self._prune_interval = prune_interval
@@ -397,7 +402,7 @@ class PgStateReplica:
                     if self._dirty.get(number) == gen:
                         del self._dirty[number]
             async with self._conn_lock:
-                await asyncio.wait_for(conn.fetchval("SELECT 1"), self._heartbeat * 2)
+                await asyncio.wait_for(conn.fetchval("SELECT 1"), self._heartbeat_timeout)
             if time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + self._prune_interval
                 span = self._window_span()
