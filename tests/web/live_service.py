@@ -130,6 +130,7 @@ class LiveService:
             ami_status=lambda: up, fastagi_status=lambda: up, events=self.hub,
             metrics=self.metrics, numbers=numbers, stream_ping_seconds=2.0,
         )
+        self.deps = deps  # a test may swap a component's status (the System card)
         app = create_app(deps)
         app.include_router(web_router())
         await self._seed()

@@ -103,3 +103,40 @@ def test_dashboard_follows_decisions_and_operator_states(browser: Any, live: Liv
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     assert errors == []
     context.close()
+
+
+def test_system_card_shows_each_component_and_a_503(browser: Any, live: LiveService) -> None:
+    """The System card shows what /api/v1/health says of each part, also when routing is
+    unavailable (503) — the body still carries every component."""
+    from callrouter.api.deps import ComponentStatus
+
+    context = browser.new_context(viewport={"width": 1600, "height": 1200})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    saved = live.deps.fastagi_status, live.deps.state_replica_status
+    try:
+        page.goto(f"{live.base_url}/admin")
+        page.get_by_label("Access token").fill(live.tokens.admin)
+        page.get_by_role("button", name="Sign in").click()
+        card = page.locator("#system")
+        expect()(card.locator("li")).to_have_count(4)
+        expect()(card.locator('li[data-component="database"]')).to_have_attribute("data-ok", "true")
+        expect()(card.locator('li[data-component="state_replica"]')).to_contain_text("disabled")
+        expect()(page.locator("#system-note")).to_contain_text("Routing works")
+
+        live.deps.fastagi_status = lambda: ComponentStatus(ok=False, state="down",
+                                                           detail="not listening")
+        live.deps.state_replica_status = lambda: ComponentStatus(
+            ok=True, state="live", detail="91035 callers, 86234 calls in memory")
+        page.get_by_role("button", name="Check now").click()
+        fastagi = card.locator('li[data-component="fastagi"]')
+        expect()(fastagi).to_have_attribute("data-ok", "false")
+        expect()(fastagi).to_contain_text("not listening")
+        expect()(card.locator('li[data-component="state_replica"]')).to_contain_text(
+            "91035 callers")
+        expect()(page.locator("#system-note")).to_contain_text("Routing is unavailable")
+        assert errors == []
+    finally:
+        live.deps.fastagi_status, live.deps.state_replica_status = saved
+        context.close()

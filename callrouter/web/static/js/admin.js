@@ -89,6 +89,8 @@ function start(me) {
   loadSnapshot().then(() => { state.loaded = true; });
   loadRules();
   loadIncidents();
+  loadSystem();
+  state.timers.push(setInterval(loadSystem, 15000));
   state.timers.push(setInterval(drawCharts, 10000)); // the window slides even when quiet
   state.timers.push(setInterval(loadBindings, 30000));
   state.timers.push(setInterval(() => renderOperators(), 30000)); // "since" texts age
@@ -105,7 +107,7 @@ function signOut(message = "") {
   state.decisions = [];
   state.series = new Series();
   for (const tbody of [el.operators, el.bindings, el.decisions]) fill(tbody);
-  for (const id of ["#rules", "#rules-meta", "#rules-result", "#simulate-result", "#incidents", "#incident-result"]) fill($(id));
+  for (const id of ["#rules", "#rules-meta", "#rules-result", "#simulate-result", "#incidents", "#incident-result", "#system", "#system-note"]) fill($(id));
   setToken("");
   showConnection(el.conn, "closed");
   el.dash.hidden = true;
@@ -459,6 +461,43 @@ async function loadIncidents() {
     if (err.message !== "stale") fill($("#incidents"), h("li", { class: "bad" }, err.message));
   }
 }
+
+// ---- system -----------------------------------------------------------------------
+// What /api/v1/health says of each moving part. Routing needs the database and FastAGI;
+// AMI (live operator states) and the routing state in memory are reported, not required.
+
+const COMPONENTS = [
+  ["database", "Database"], ["fastagi", "FastAGI"], ["ami", "AMI"],
+  ["state_replica", "Routing state in memory"],
+];
+
+async function loadSystem() {
+  let health;
+  try {
+    health = await current(() => api(PATHS.health));
+  } catch (err) {
+    if (err.message === "stale") return;
+    // 503 (routing unavailable) still carries every component's state
+    if (err instanceof ApiError && err.status === 503 && err.body && typeof err.body === "object") {
+      health = err.body;
+    } else {
+      fill($("#system"), h("li", { class: "bad" }, err.message));
+      $("#system-note").textContent = "";
+      return;
+    }
+  }
+  fill($("#system"), COMPONENTS.filter(([key]) => health[key]).map(([key, label]) => {
+    const c = health[key];
+    return h("li", { class: "row wrap", dataset: { component: key, ok: String(Boolean(c.ok)) } },
+      h("strong", {}, label),
+      h("span", { class: "health-state" }, words(c.state)),
+      c.detail ? clip("span", c.detail, { class: "muted small" }) : null);
+  }));
+  $("#system-note").textContent = `Routing ${health.status === "ok" ? "works" : "is unavailable"}`
+    + ` · rules version ${health.rules_version} · checked ${clock(new Date())}`;
+}
+
+$("#system-refresh").addEventListener("click", () => loadSystem());
 
 async function endIncident(incident) {
   try {

@@ -4,6 +4,7 @@ const e = encodeURIComponent;
 
 export const PATHS = {
   whoami: "/api/v1/me",
+  health: "/api/v1/health",
   operatorStream: "/api/v1/stream/operator",
   dashboardStream: "/api/v1/stream/dashboard",
   caller: (number) => `/api/v1/callers/${e(number)}`,
