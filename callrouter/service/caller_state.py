@@ -143,16 +143,10 @@ def _holds_older(flat: tuple[Any, ...], horizon: datetime) -> bool:
     return False
 
 
-def past_call(row: tuple[object, ...] | list[object]) -> tuple[str, PastCall]:
-    """(caller number, PastCall) from a row of ``CALL_COLUMNS`` order: id, caller_number,
-    queue, started_at, ended_at, operator_id, outcome, talk_seconds, resolved, escalated,
-    operator_talk_seconds."""
-    number, held = call_row(row)
-    return number, _past_call(held)
-
-
 def call_row(row: tuple[object, ...] | list[object]) -> tuple[str, _Call]:
-    """(caller number, the call as held) from a row in ``past_call``'s order."""
+    """(caller number, the call as held) from a calls row in this order: id, caller_number,
+    queue, started_at, ended_at, operator_id, outcome, talk_seconds, resolved, escalated,
+    operator_talk_seconds (``pg_replica``'s load and its notifications)."""
     (id_, number, queue, started, ended, operator, outcome, talk, resolved, escalated,
      own_talk) = row
     return str(number), (

@@ -36,7 +36,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -123,7 +123,6 @@ class ReplicaStatus:
     callers: int = 0
     calls: int = 0
     window_seconds: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _when(text: str | None) -> datetime | None:

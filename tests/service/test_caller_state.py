@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from callrouter.domain.model import CallerFlags, Outcome, PastCall, Ticket, TicketStatus, Tier
-from callrouter.service.caller_state import CallerStates, past_call, utc_day_start
+from callrouter.service.caller_state import CallerStates, call_row, utc_day_start
 from callrouter.service.ports import RECENT_CALLS_LIMIT, REOPEN_WINDOW, CallerSnapshot
 from callrouter.store.snapshot import utc_day
 
@@ -432,22 +432,24 @@ def test_prune_keeps_a_caller_with_flags_only() -> None:
     assert s.snapshot(A, NOW, HOUR) == CallerSnapshot(flags=CallerFlags(abusive=True))
 
 
-# -- past_call ----------------------------------------------------------------------
+# -- a calls row, as the replica's load and notifications give it --------------------
 
 
-def test_past_call_from_a_row() -> None:
+def test_a_calls_row_answers_as_its_past_call() -> None:
     started = NOW - timedelta(minutes=5)
-    number, pc = past_call(("id1", A, None, started, None, None, "in_progress", None, None,
-                            False, None))
-    assert number == A
-    assert pc == PastCall(id="id1", queue="", started_at=started, ended_at=None,
-                          operator_id=None, outcome=Outcome.IN_PROGRESS, talk_seconds=0,
-                          resolved=None, escalated=False, operator_talk_seconds=None)
-    number, pc = past_call(("id2", B, "sales", started, NOW, "op1", "answered", 42, True, True,
-                            30))
-    assert pc == PastCall(id="id2", queue="sales", started_at=started, ended_at=NOW,
-                          operator_id="op1", outcome=Outcome.ANSWERED, talk_seconds=42,
-                          resolved=True, escalated=True, operator_talk_seconds=30)
+    s = states()
+    s.put_call_row(*call_row(("id1", A, None, started, None, None, "in_progress", None,
+                              None, False, None)))
+    s.put_call_row(*call_row(("id2", B, "sales", started, NOW, "op1", "answered", 42, True,
+                              True, 30)))
+    assert s.snapshot(A, NOW, HOUR).recent_calls == (PastCall(
+        id="id1", queue="", started_at=started, ended_at=None, operator_id=None,
+        outcome=Outcome.IN_PROGRESS, talk_seconds=0, resolved=None, escalated=False,
+        operator_talk_seconds=None),)
+    assert s.snapshot(B, NOW, HOUR).recent_calls == (PastCall(
+        id="id2", queue="sales", started_at=started, ended_at=NOW, operator_id="op1",
+        outcome=Outcome.ANSWERED, talk_seconds=42, resolved=True, escalated=True,
+        operator_talk_seconds=30),)
 
 
 # -- against a plain reference on random histories ---------------------------------------
