@@ -57,11 +57,9 @@ class _StaleWhileRevalidate(Generic[T]):
         return self._value
 
     async def get(self) -> T:
-        value = self._value
+        value = self.peek()
         if value is None:
             return await self._reload.run(self._load)
-        if time.monotonic() - self._at > self._ttl:
-            self._reload.start(self._load)
         return value
 
     def peek(self) -> T | None:

@@ -43,9 +43,9 @@ from typing import Any
 import asyncpg
 import orjson
 
-from callrouter.domain.model import CallerFlags, Ticket, TicketStatus, Tier
+from callrouter.domain.model import CallerFlags, Ticket
 from callrouter.ids import new_id
-from callrouter.service.caller_state import CallerStates, call_row
+from callrouter.service.caller_state import CallerStates, call_row, flags_of, ticket_of
 from callrouter.service.ports import (
     ACTIVE_STATUSES,
     REOPEN_WINDOW,
@@ -359,19 +359,13 @@ class PgStateReplica:
         """Flags, opt-outs and tickets of ``numbers`` (None: every caller) into ``states``."""
         flags: dict[str, CallerFlags] = {}
         for r in await conn.fetch(_FLAGS_SQL, numbers):
-            flags[r[0]] = CallerFlags(vip_class=r[1], abusive=bool(r[2]),
-                                      abusive_flagged_by=r[3], abusive_flagged_at=r[4],
-                                      notes=r[5] or "", name=r[6])
+            flags[r[0]] = flags_of(r[1:], frozenset())
         opted: dict[str, list[str]] = {}
         for number, operator in await conn.fetch(_OPT_OUTS_SQL, numbers):
             opted.setdefault(number, []).append(operator)
         tickets: dict[str, list[Ticket]] = {}
         for t in await conn.fetch(_TICKETS_SQL, numbers, horizon):
-            tickets.setdefault(t[1], []).append(Ticket(
-                id=t[0], caller_number=t[1], subject=t[2], status=TicketStatus(t[3]),
-                tier=Tier(t[4]), assignee_id=t[5], external_ref=t[6], created_at=t[7],
-                updated_at=t[8],
-            ))
+            tickets.setdefault(t[1], []).append(ticket_of(t))
         for number in set(numbers or ()) | flags.keys() | opted.keys() | tickets.keys():
             states.set_caller(number, flags=flags.get(number), opted_out=opted.get(number, ()),
                               tickets=tickets.get(number, ()))
