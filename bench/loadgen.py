@@ -79,15 +79,14 @@ def build() -> Path:
 
 
 def poisson_arrivals(n: int, rate: float, *, seed: int = 5, lead: float = 0.05) -> list[float]:
-    """Arrival offsets (s) of a Poisson process at ``rate``, after ``lead`` seconds: the same
-    sequence as the Python generator's ``paced`` for the same seed."""
+    """Arrival offsets (s) of ``n`` calls of a Poisson process at ``rate`` over exactly
+    ``n / rate`` seconds, after ``lead`` seconds: given its count, a Poisson process's
+    arrival times are independent and uniform over the window, so they are sorted uniform
+    draws. Drawing gaps instead (``expovariate``) would stretch or shrink the run by a
+    random ~1 % (the sum of n gaps), and with it the rate a run offers."""
     rng = random.Random(seed)
-    out: list[float] = []
-    t = lead
-    for _ in range(n):
-        t += rng.expovariate(rate)
-        out.append(t)
-    return out
+    window = n / rate
+    return sorted(lead + rng.random() * window for _ in range(n))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +124,7 @@ R = TypeVar("R", bound=LoadResultLike)
 class Run:
     calls: list[Call]
     summary: dict[str, str] = field(default_factory=dict)
+    first_arrival: float = 0.0  # paced: offset (s) of the first arrival from the start
 
     @property
     def cpu_seconds(self) -> float:
@@ -133,7 +133,9 @@ class Run:
 
     @property
     def wall_seconds(self) -> float:
-        return float(self.summary["wall_s"])
+        """From the start to the last call's end (paced: less the lead before the first
+        arrival, so that a run's rate is its calls over the time they arrived and ended in)."""
+        return float(self.summary["wall_s"]) - self.first_arrival
 
     @property
     def max_in_flight(self) -> int:
@@ -222,7 +224,10 @@ async def run(port: int, blocks: Sequence[bytes], *, sessions: int = 200, mode: 
         if proc.returncode != 0:
             raise RuntimeError(f"load generator exited with {proc.returncode}: "
                                f"{(err or out).decode(errors='replace').strip()}")
-        return read_results(dst)
+        result = read_results(dst)
+        if mode == "paced" and arrivals:
+            result.first_arrival = min(arrivals)
+        return result
 
 
 async def paced(port: int, blocks: Sequence[bytes], sessions: int, rate: float, *,

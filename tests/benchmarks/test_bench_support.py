@@ -1,0 +1,58 @@
+"""The bench's arrival times, its rate window and the machine-stall probe."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import statistics
+
+from bench import loadgen, machine
+
+
+def test_arrivals_fill_exactly_the_window_the_rate_gives() -> None:
+    n, rate, lead = 15_000, 1500.0, 0.05
+    at = loadgen.poisson_arrivals(n, rate, seed=5, lead=lead)
+    assert len(at) == n and at == sorted(at)
+    assert lead <= at[0] and at[-1] <= lead + n / rate
+    # the window is covered end to end: the first and last calls sit near its edges
+    assert at[0] - lead < 0.01 and lead + n / rate - at[-1] < 0.01
+    gaps = [b - a for a, b in itertools.pairwise(at)]
+    assert abs(statistics.fmean(gaps) - 1 / rate) < 0.02 / rate
+    # exponential gaps: the standard deviation equals the mean (a fixed-rate ticker: 0)
+    assert 0.9 < statistics.pstdev(gaps) * rate < 1.1
+    # uniform over the window: each tenth holds a tenth of the calls, give or take
+    tenths = [sum(lead + k * 1.0 <= t < lead + (k + 1) * 1.0 for t in at) for k in range(10)]
+    assert all(1350 < c < 1650 for c in tenths), tenths
+
+
+def test_arrivals_are_reproducible_by_seed() -> None:
+    assert loadgen.poisson_arrivals(100, 50.0, seed=1) == loadgen.poisson_arrivals(100, 50.0,
+                                                                                     seed=1)
+    assert loadgen.poisson_arrivals(100, 50.0, seed=1) != loadgen.poisson_arrivals(100, 50.0,
+                                                                                     seed=2)
+
+
+def test_a_paced_runs_rate_window_starts_at_its_first_arrival() -> None:
+    run = loadgen.Run(calls=[], summary={"wall_s": "10.06"}, first_arrival=0.05)
+    assert abs(run.wall_seconds - 10.01) < 1e-9
+    assert loadgen.Run(calls=[], summary={"wall_s": "3.5"}).wall_seconds == 3.5  # closed
+
+
+def test_stall_figures_count_what_the_gaps_say() -> None:
+    s = machine.CpuStalls(cpu=1, seconds=2.0, gaps_ms=(0.6, 1.0, 1.5, 4.0, 7.5))
+    assert s.count(1.0) == 4 and s.count(5.0) == 1 and s.longest_ms == 7.5
+    assert abs(s.lost_share(1.0) - 14.0 / 2000.0) < 1e-12
+    line = machine.summary([s])
+    assert line == "CPU1 2.0/s (longest 7.5 ms, 0.7 % of the time)"
+    hist = machine.histogram([s])
+    assert "0.5-1 ms: 1, 1-2 ms: 2, 2-5 ms: 1, >= 5 ms: 1" in hist
+    assert machine.summary([machine.CpuStalls(0, 1.0, ())]).startswith("CPU0 0.0/s (longest 0.0")
+
+
+def test_probe_spins_on_every_cpu_and_keeps_only_gaps_above_its_floor() -> None:
+    stalls = machine.probe(0.2, min_ms=0.05)
+    assert sorted(s.cpu for s in stalls) == sorted(os.sched_getaffinity(0))
+    for s in stalls:
+        assert s.seconds == 0.2
+        assert all(g >= 0.05 for g in s.gaps_ms)
+        assert s.lost_share(0.05) < 1.0
