@@ -396,11 +396,25 @@ async def run(args: argparse.Namespace) -> None:
             print(f"warm-up: {warm.calls} calls ({warm.rate:.0f}/s), daemon loop "
                   f"{hello['loop']}, log {log_path} at {args.log_level}", flush=True)
 
-            stalls: list[list[machine.CpuStalls]] = []
-            if args.stall_probe:
-                stalls.append(await asyncio.to_thread(machine.probe, args.stall_probe))
-                print(f"machine stalls before (each CPU spun alone for {args.stall_probe:g} s; "
-                      f"gaps of >= 1 ms): {machine.summary(stalls[-1])}", flush=True)
+            floor_blocks = blocks[args.warmup: args.warmup + round(args.rate * args.floor)]
+            floors: list[LoadResult] = []
+
+            async def machine_floor(when: str) -> None:
+                """What the machine gives a daemon that costs nothing, in these minutes."""
+                if args.stall_probe:
+                    stalls = await asyncio.to_thread(machine.probe, args.stall_probe)
+                    print(f"machine stalls {when} (each CPU spun alone for "
+                          f"{args.stall_probe:g} s; gaps of >= 1 ms): "
+                          f"{machine.summary(stalls)}", flush=True)
+                if floor_blocks and loadgen.available():
+                    run = (await loadgen.floor(floor_blocks, args.sessions, args.rate)).fill(
+                        LoadResult())
+                    floors.append(run)
+                    print(line(f"floor {when}", run, args.sessions)
+                          + f" max={max(run.latencies_ms):.2f} ms  (bench/nullagi.c: the same "
+                          "load against a C responder that decides nothing)", flush=True)
+
+            await machine_floor("before")
             paced_runs: list[LoadResult] = []
             for run_no in range(runs):
                 start = args.warmup + run_no * n_paced
@@ -428,9 +442,7 @@ async def run(args: argparse.Namespace) -> None:
                 if daemon.get("profile_top"):
                     print(daemon["profile_top"])
 
-            if args.stall_probe:
-                stalls.append(await asyncio.to_thread(machine.probe, args.stall_probe))
-                print(f"machine stalls after: {machine.summary(stalls[-1])}", flush=True)
+            await machine_floor("after")
             sat = None
             if sat_blocks:
                 sat, sdaemon, sown = await measured(
@@ -469,6 +481,10 @@ async def run(args: argparse.Namespace) -> None:
         print(f"target: >= 1500 calls/s from one daemon with p99 < 5 ms at {args.sessions} "
               f"sessions: paced {rate:.0f}/s p99 {p99:.2f} ms{runs_text} -> "
               f"{'MET' if met else 'NOT MET'}")
+        if floors:
+            print("the machine's floor in the same minutes (the same load against "
+                  "bench/nullagi.c): p99 " + ", ".join(
+                      f"{pct(f.latencies_ms, 99):.2f}" for f in floors) + " ms")
 
 
 def _postgres_pids() -> list[int]:
@@ -546,6 +562,10 @@ def main() -> None:
     ap.add_argument("--stall-probe", type=float, default=3.0, metavar="SECONDS",
                     help="before and after the paced runs, spin on each CPU for this long and "
                          "print how often the machine took it away (bench/machine.py); 0: off")
+    ap.add_argument("--floor", type=float, default=5.0, metavar="SECONDS",
+                    help="before and after the paced runs, the same paced load for this long "
+                         "against bench/nullagi.c, a C responder that decides nothing (the "
+                         "machine's floor); 0: off")
     ap.add_argument("--pin", action="store_true",
                     help="the daemon on a CPU of its own, PostgreSQL and the load generator "
                          "on the others (Linux; restored at the end)")

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 SOURCE = Path(__file__).with_name("loadgen.c")
+NULLAGI = Path(__file__).with_name("nullagi.c")  # the floor run's responder
 CFLAGS = ("-O2", "-Wall", "-Wextra")
 MAGIC = b"CRLGIN1\n"
 DEFAULT_TIMEOUT = 10.0  # seconds a call may take before it counts as a failure
@@ -53,27 +54,28 @@ def available() -> bool:
     return compiler() is not None
 
 
-def build() -> Path:
-    """Compile ``loadgen.c`` (once per source, compiler and flags) and return the binary."""
+def build(path: Path = SOURCE) -> Path:
+    """Compile ``loadgen.c`` (or another one-file program of bench/, such as ``nullagi.c``;
+    once per source, compiler and flags) and return the binary."""
     cc = compiler()
     if cc is None:
         raise RuntimeError("no C compiler (cc, gcc, clang or $CC) on the PATH")
-    source = SOURCE.read_bytes()
+    source = path.read_bytes()
     key = hashlib.sha256(b"\0".join([source, cc.encode(), " ".join(CFLAGS).encode()]))
     folder = Path(tempfile.gettempdir()) / f"callrouter-loadgen-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
     info = folder.stat()
     if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o022:
         raise RuntimeError(f"{folder} is not this user's private directory")
-    exe = folder / f"loadgen-{key.hexdigest()[:16]}"
+    exe = folder / f"{path.stem}-{key.hexdigest()[:16]}"
     if exe.exists():
         return exe
     tmp = folder / f"{exe.name}.{os.getpid()}.tmp"
-    done = subprocess.run([cc, *CFLAGS, "-o", str(tmp), str(SOURCE)], capture_output=True,
+    done = subprocess.run([cc, *CFLAGS, "-o", str(tmp), str(path)], capture_output=True,
                           text=True, check=False)
     if done.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"compiling {SOURCE.name} failed:\n{done.stderr}")
+        raise RuntimeError(f"compiling {path.name} failed:\n{done.stderr}")
     os.replace(tmp, exe)
     return exe
 
@@ -241,3 +243,24 @@ async def closed(port: int, blocks: Sequence[bytes], sessions: int, *,
                  timeout: float = DEFAULT_TIMEOUT, exe: Path | None = None) -> Run:
     """Closed loop: ``sessions`` sessions, each calling again as soon as its call ends."""
     return await run(port, blocks, sessions=sessions, mode="closed", timeout=timeout, exe=exe)
+
+
+async def floor(blocks: Sequence[bytes], sessions: int, rate: float, *,
+                timeout: float = DEFAULT_TIMEOUT) -> Run:
+    """The paced load against ``nullagi.c``, a responder that decides nothing: what the
+    machine, loopback TCP and this generator give a daemon that costs nothing."""
+    exe, responder = await asyncio.gather(asyncio.to_thread(build),
+                                          asyncio.to_thread(build, NULLAGI))
+    proc = await asyncio.create_subprocess_exec(str(responder), "-p", "0",
+                                                stdout=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 10)
+        if not line.startswith(b"port "):
+            raise RuntimeError(f"nullagi did not start: {line!r}")
+        return await paced(int(line.split()[1]), blocks, sessions, rate, timeout=timeout,
+                           exe=exe)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()

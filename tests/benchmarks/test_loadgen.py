@@ -155,3 +155,39 @@ class Result:
         self.max_in_flight = 0
         self.generator_cpu_seconds: float | None = None
         self.generator_own_lag_ms: tuple[float, float, float] | None = None
+
+
+async def test_floor_run_drives_the_null_responder(exe: Path) -> None:
+    """bench/nullagi.c answers every call with its one MSet, whatever the caller."""
+    run = await loadgen.floor(blocks(0), sessions=10, rate=300.0)
+    assert [c.status for c in run.calls] == ["ok"] * len(CALLERS)
+    assert {action(c.mset) for c in run.calls} == {"queue"}
+    assert all(c.mset.count(b"CALLROUTER_") == 9 for c in run.calls)
+    assert all(c.latency_ms is not None and c.latency_ms < 5000 for c in run.calls)
+    assert loadgen.build(loadgen.NULLAGI).name.startswith("nullagi-")
+
+
+async def test_null_responder_drops_a_client_that_never_ends_its_block() -> None:
+    responder = await asyncio.to_thread(loadgen.build, loadgen.NULLAGI)
+    proc = await asyncio.create_subprocess_exec(str(responder), stdout=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        port = int((await proc.stdout.readline()).split()[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"agi_request: x\n" * 2000)  # 30 kB and no empty line: over its buffer
+        try:  # closed with bytes unread: a reset, or an EOF if it came first
+            got = await asyncio.wait_for(reader.read(), 5)
+        except ConnectionResetError:
+            got = b""
+        assert got == b""  # nothing sent
+        writer.close()
+        # and it still serves the next call
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"agi_request: agi://x/route\n\n")
+        assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"EXEC MSet ")
+        writer.write(b"200 result=0\n")
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+    finally:
+        proc.terminate()
+        await proc.wait()
