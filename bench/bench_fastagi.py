@@ -69,6 +69,7 @@ class LoadResult:
     max_in_flight: int = 0
     generator_cpu_seconds: float | None = None  # the C generator's own CPU (its process)
     generator_own_lag_ms: tuple[float, float, float] | None = None  # C, paced: p50/p99/max
+    spans: list[tuple[float, float]] = field(default_factory=list)  # C, paced: (connect, end)
     # start delay of the calls that found a session free (the generator's own scheduling)
 
     @property
@@ -283,6 +284,40 @@ def line(label: str, r: LoadResult, concurrency: int) -> str:
             f"failures={r.failures}")
 
 
+def where_the_time_went(spans: list[tuple[float, float]],
+                        sessions: list[tuple[float, float]]) -> str | None:
+    """Each call's latency in three parts: connect -> accepted by the daemon (the kernel's
+    accept queue, while the daemon's loop runs other callbacks or waits for a CPU), the
+    daemon's session (accept -> close) and close -> the generator sees the end.
+
+    The generator's calls (connect, end) and the daemon's sessions (accept, close) are on
+    the same clock (CLOCK_MONOTONIC). The accept queue is first in, first out, so the i-th
+    call to connect is the i-th session accepted: both are sorted and paired, and a pair
+    whose session does not fall inside its call means the pairing is wrong (None)."""
+    calls = sorted(spans)
+    if not calls:
+        return None
+    lo, hi = calls[0][0] - 0.001, max(e for _, e in calls) + 0.001
+    mine = sorted(x for x in sessions if lo <= x[0] <= hi)
+    if len(mine) != len(calls):
+        return None
+    tol = 50e-6
+    parts: list[tuple[float, float, float]] = []
+    for (s, e), (a, c) in zip(calls, mine, strict=True):
+        if not (s - tol <= a <= c <= e + tol):
+            return None
+        parts.append(((a - s) * 1e3, (c - a) * 1e3, (e - c) * 1e3))
+    cols = list(zip(*parts, strict=True))
+    slowest = sorted(parts, key=sum)[-max(1, len(parts) // 100):]
+    mean = [statistics.fmean(p[k] for p in slowest) for k in range(3)]
+    names = ("connect->accept", "session", "close->end")
+    return ("         where the time went (calls paired with the daemon's sessions): " + "; ".join(
+        f"{n} p50={pct(list(v), 50):.2f} p99={pct(list(v), 99):.2f} ms"
+        for n, v in zip(names, cols, strict=True))
+        + "\n         the slowest 1 % of calls, on average: " + ", ".join(
+            f"{m:.2f} ms {n}" for n, m in zip(names, mean, strict=True)))
+
+
 def daemon_line(d: dict[str, Any], calls: int) -> str:
     s = d.get("session_ms") or {}
     inside = (f"         daemon's own session time (accept to close): p50={s['p50']:.2f} ms "
@@ -436,6 +471,9 @@ async def run(args: argparse.Namespace) -> None:
                           "session free): p50={:.3f} ms p99={:.3f} ms max={:.3f} ms".format(
                               *fast.generator_own_lag_ms))
                 print(daemon_line(daemon, fast.calls))
+                if fast.spans and (split := where_the_time_went(
+                        fast.spans, daemon.get("session_spans") or [])):
+                    print(split)
                 print(others_line(own, daemon, fast.calls))
                 print(f"         actions: {dict(fast.actions.most_common())}")
                 print(f"         reasons: {dict(fast.reasons.most_common())}", flush=True)

@@ -139,7 +139,7 @@ async def _daemon(url: str, conn: Connection, max_sessions: int, profile: str | 
         profiler = cProfile.Profile(time.process_time) if profile and not profiled else None
         cpu0, wall0 = time.process_time(), time.perf_counter()
         written0 = runtime.writer.written
-        sessions.times.clear()
+        sessions.clear()
         reads.times.clear()
         statements0 = getattr(runtime.hot, "statements", 0)
         replica = runtime.replica.status if runtime.replica is not None else None
@@ -166,6 +166,7 @@ async def _daemon(url: str, conn: Connection, max_sessions: int, profile: str | 
             "left_unwritten": runtime.writer.pending, "dropped": runtime.writer.dropped,
             "write_failures": runtime.writer.failures,
             "session_ms": sessions.percentiles(),
+            "session_spans": list(sessions.spans),
             "snapshot_ms": percentiles(reads.times),
             "snapshot_statements": getattr(runtime.hot, "statements", 0) - statements0,
             "snapshot_reads": len(reads.times),
@@ -222,9 +223,16 @@ class _SessionTimes(SessionObserver):
 
     def __init__(self) -> None:
         self.times: list[float] = []
+        self.spans: list[tuple[float, float]] = []  # (accepted, closed), perf_counter s
+
+    def clear(self) -> None:
+        self.times.clear()
+        self.spans.clear()
 
     def session_end(self, route: str, outcome: str, seconds: float) -> None:
         self.times.append(seconds * 1000.0)
+        now = time.perf_counter()
+        self.spans.append((now - seconds, now))
 
     def percentiles(self) -> dict[str, float]:
         return percentiles(self.times)

@@ -31,7 +31,8 @@
  * longer than the buffer, or replies the daemon does not read), error (socket() etc.);
  * latency_ns is -1 when the call never connected or timed out. Then one line
  *   # summary key=value ...
- * with the counts, the wall seconds from the start to the last call's end and this
+ * with the counts, the start (t0_ns, CLOCK_MONOTONIC: arrival offsets count from it), the
+ * wall seconds from the start to the last call's end and this
  * process's CPU (getrusage RUSAGE_SELF, user and system) taken then, before the result
  * file is written.
  */
@@ -560,7 +561,7 @@ static double pct_ms(const int64_t *sorted, size_t n, double q)
     return (double)sorted[i] / 1e6;
 }
 
-static void write_results(const char *path, const char *mode, int64_t wall_ns,
+static void write_results(const char *path, const char *mode, int64_t t0_ns, int64_t wall_ns,
                           const struct rusage *ru)
 {
     FILE *f = fopen(path, "w");
@@ -590,7 +591,7 @@ static void write_results(const char *path, const char *mode, int64_t wall_ns,
     qsort(on_time, n_on_time, sizeof *on_time, cmp_i64);
     double user = (double)ru->ru_utime.tv_sec + (double)ru->ru_utime.tv_usec / 1e6;
     double sys = (double)ru->ru_stime.tv_sec + (double)ru->ru_stime.tv_usec / 1e6;
-    fprintf(f, "# summary mode=%s calls=%u", mode, n_calls);
+    fprintf(f, "# summary mode=%s calls=%u t0_ns=%lld", mode, n_calls, (long long)t0_ns);
     for (int st = 0; st < ST_COUNT; st++)
         fprintf(f, " %s=%u", status_name[st], count[st]);
     fprintf(f, " late=%u other_commands=%llu max_in_flight=%u wall_s=%.6f cpu_user_s=%.6f "
@@ -729,6 +730,6 @@ int main(int argc, char **argv)
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    write_results(output, mode, last_end_ns - t0, &ru);
+    write_results(output, mode, t0, last_end_ns - t0, &ru);
     return 0;
 }

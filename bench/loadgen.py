@@ -117,6 +117,7 @@ class LoadResultLike(Protocol):
     max_in_flight: int
     generator_cpu_seconds: float | None
     generator_own_lag_ms: tuple[float, float, float] | None
+    spans: list[tuple[float, float]]
 
 
 R = TypeVar("R", bound=LoadResultLike)
@@ -127,6 +128,7 @@ class Run:
     calls: list[Call]
     summary: dict[str, str] = field(default_factory=dict)
     first_arrival: float = 0.0  # paced: offset (s) of the first arrival from the start
+    arrivals: Sequence[float] = ()  # paced: each call's arrival offset (s) from the start
 
     @property
     def cpu_seconds(self) -> float:
@@ -146,6 +148,16 @@ class Run:
     @property
     def failures(self) -> int:
         return sum(c.failed for c in self.calls)
+
+    def spans(self) -> list[tuple[float, float]]:
+        """Paced: each answered call's (connect, end) on CLOCK_MONOTONIC in seconds, the
+        clock of the daemon's ``time.perf_counter()`` on Linux."""
+        t0 = int(self.summary.get("t0_ns", 0)) / 1e9
+        if not t0 or len(self.arrivals) != len(self.calls):
+            return []
+        return [(t0 + at + c.lag_ms / 1e3, t0 + at + (c.lag_ms + c.latency_ms) / 1e3)
+                for at, c in zip(self.arrivals, self.calls, strict=True)
+                if c.latency_ms is not None]
 
     def own_lag_ms(self) -> tuple[float, float, float]:
         """Paced: p50, p99 and max of the start delay of the calls that found a session free
@@ -172,6 +184,7 @@ class Run:
         out.generator_cpu_seconds = (out.generator_cpu_seconds or 0.0) + self.cpu_seconds
         if self.summary.get("mode") == "paced":
             out.generator_own_lag_ms = self.own_lag_ms()
+            out.spans = self.spans()
         return out
 
 
@@ -229,6 +242,7 @@ async def run(port: int, blocks: Sequence[bytes], *, sessions: int = 200, mode: 
         result = read_results(dst)
         if mode == "paced" and arrivals:
             result.first_arrival = min(arrivals)
+            result.arrivals = arrivals
         return result
 
 

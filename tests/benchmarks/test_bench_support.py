@@ -56,3 +56,40 @@ def test_probe_spins_on_every_cpu_and_keeps_only_gaps_above_its_floor() -> None:
         assert s.seconds == 0.2
         assert all(g >= 0.05 for g in s.gaps_ms)
         assert s.lost_share(0.05) < 1.0
+
+
+def test_a_paced_runs_spans_are_on_the_generators_clock() -> None:
+    calls = [loadgen.Call("ok", 2.0, 0.5, False, 0, b""), loadgen.Call("timeout", None, 0.0,
+                                                                        False, 0, b""),
+             loadgen.Call("ok", 1.0, 0.0, False, 0, b"")]
+    run = loadgen.Run(calls=calls, summary={"wall_s": "1", "t0_ns": "100000000000"},
+                      arrivals=[0.05, 0.06, 0.5])
+    spans = run.spans()
+    assert len(spans) == 2  # the call that never ended has no span
+    (s1, e1), (s2, e2) = spans
+    assert abs(s1 - 100.0505) < 1e-9 and abs(e1 - 100.0525) < 1e-9
+    assert abs(s2 - 100.5) < 1e-9 and abs(e2 - 100.501) < 1e-9
+    assert loadgen.Run(calls=calls, summary={"wall_s": "1"}).spans() == []  # no t0: none
+
+
+def test_where_the_time_went_splits_each_call_at_accept_and_close() -> None:
+    from bench.bench_fastagi import where_the_time_went
+
+    # 100 calls 10 ms apart: 0.1 ms to be accepted, 0.3 ms in the daemon, 0.05 ms after;
+    # the last one waited 4 ms in the accept queue
+    spans, sessions = [], []
+    for i in range(100):
+        s = 50.0 + i * 0.01
+        wait = 0.004 if i == 99 else 0.0001
+        spans.append((s, s + wait + 0.0003 + 0.00005))
+        sessions.append((s + wait, s + wait + 0.0003))
+    sessions.append((10.0, 10.001))  # a warm-up session long before: not paired
+    text = where_the_time_went(spans, sessions)
+    assert text is not None
+    assert "connect->accept p50=0.10" in text and "session p50=0.30" in text
+    assert "close->end p50=0.05" in text
+    assert "slowest 1 % of calls, on average: 4.00 ms connect->accept" in text
+    # a session that does not fit inside its call: the pairing is wrong, nothing printed
+    assert where_the_time_went(spans, [(a + 0.01, c + 0.01) for a, c in sessions]) is None
+    assert where_the_time_went(spans, sessions[:50]) is None  # counts differ
+    assert where_the_time_went([], sessions) is None
