@@ -19,6 +19,9 @@ What runs where:
   A call sends Asterisk's env block (``callrouter.simulator.agi.environment_block``),
   answers each command as Asterisk does and ends when the server closes the socket. Its
   latency is connect -> close, what the caller waits in ``AGI()``;
+* the machine's floor, before and after the paced runs: each CPU spun alone
+  (``bench/machine.py``: how often the machine takes a CPU away) and the same paced load
+  against ``bench/nullagi.c``, a C responder that decides nothing;
 * the classic entry: ``agi/callrouter-route.agi`` started per call with the env block on
   stdin, the same service on the same database (``daemon:make_classic_router``),
   ``--classic-concurrency`` at a time.
@@ -69,8 +72,8 @@ class LoadResult:
     max_in_flight: int = 0
     generator_cpu_seconds: float | None = None  # the C generator's own CPU (its process)
     generator_own_lag_ms: tuple[float, float, float] | None = None  # C, paced: p50/p99/max
-    spans: list[tuple[float, float]] = field(default_factory=list)  # C, paced: (connect, end)
     # start delay of the calls that found a session free (the generator's own scheduling)
+    spans: list[tuple[float, float]] = field(default_factory=list)  # C, paced: (connect, end)
 
     @property
     def calls(self) -> int:
@@ -511,7 +514,6 @@ async def run(args: argparse.Namespace) -> None:
         p99 = statistics.median(p99s)
         rate = statistics.median(r.rate for r in paced_runs)
         failures = sum(r.failures for r in paced_runs)
-        # a Poisson run of N calls lasts N/rate seconds give or take a few per cent
         # the rate's window ends with the last call's end, a millisecond after its arrival
         met = args.rate >= 1500 and rate >= 0.99 * 1500 and p99 < 5 and not failures
         runs_text = (f" (median of {len(p99s)} runs: p99 "

@@ -127,7 +127,6 @@ R = TypeVar("R", bound=LoadResultLike)
 class Run:
     calls: list[Call]
     summary: dict[str, str] = field(default_factory=dict)
-    first_arrival: float = 0.0  # paced: offset (s) of the first arrival from the start
     arrivals: Sequence[float] = ()  # paced: each call's arrival offset (s) from the start
 
     @property
@@ -139,7 +138,7 @@ class Run:
     def wall_seconds(self) -> float:
         """From the start to the last call's end (paced: less the lead before the first
         arrival, so that a run's rate is its calls over the time they arrived and ended in)."""
-        return float(self.summary["wall_s"]) - self.first_arrival
+        return float(self.summary["wall_s"]) - (min(self.arrivals) if self.arrivals else 0.0)
 
     @property
     def max_in_flight(self) -> int:
@@ -240,8 +239,7 @@ async def run(port: int, blocks: Sequence[bytes], *, sessions: int = 200, mode: 
             raise RuntimeError(f"load generator exited with {proc.returncode}: "
                                f"{(err or out).decode(errors='replace').strip()}")
         result = read_results(dst)
-        if mode == "paced" and arrivals:
-            result.first_arrival = min(arrivals)
+        if mode == "paced":
             result.arrivals = arrivals
         return result
 

@@ -33,7 +33,7 @@ def test_arrivals_are_reproducible_by_seed() -> None:
 
 
 def test_a_paced_runs_rate_window_starts_at_its_first_arrival() -> None:
-    run = loadgen.Run(calls=[], summary={"wall_s": "10.06"}, first_arrival=0.05)
+    run = loadgen.Run(calls=[], summary={"wall_s": "10.06"}, arrivals=[0.05, 3.0, 9.9])
     assert abs(run.wall_seconds - 10.01) < 1e-9
     assert loadgen.Run(calls=[], summary={"wall_s": "3.5"}).wall_seconds == 3.5  # closed
 
