@@ -125,7 +125,7 @@ async def _daemon(url: str, conn: Connection, max_sessions: int, profile: str | 
     from callrouter.app import settle_heap
 
     settle_heap()  # as `callrouter serve` does once built
-    sessions = _SessionTimes()
+    sessions = _SessionTimes(runtime.fastagi.observer)  # and on to the metrics, as served
     runtime.fastagi.observer = sessions
     reads = _TimedSnapshots(runtime.service._snapshots)
     runtime.service._snapshots = reads
@@ -221,7 +221,8 @@ class _SessionTimes(SessionObserver):
     """The daemon's own view of each session: from the accepted connection to the handler's
     end (what the load generator sees, less the kernel's accept queue and its own delays)."""
 
-    def __init__(self) -> None:
+    def __init__(self, inner: SessionObserver) -> None:
+        self.inner = inner  # the runtime's own observer (the metrics): still called
         self.times: list[float] = []
         self.spans: list[tuple[float, float]] = []  # (accepted, closed), perf_counter s
 
@@ -230,9 +231,13 @@ class _SessionTimes(SessionObserver):
         self.spans.clear()
 
     def session_end(self, route: str, outcome: str, seconds: float) -> None:
+        self.inner.session_end(route, outcome, seconds)
         self.times.append(seconds * 1000.0)
         now = time.perf_counter()
         self.spans.append((now - seconds, now))
+
+    def rejected(self, why: str) -> None:
+        self.inner.rejected(why)
 
     def percentiles(self) -> dict[str, float]:
         return percentiles(self.times)

@@ -10,8 +10,9 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from callrouter.aio import LoopLag
 from callrouter.config.rules_holder import RulesHolder
 from callrouter.config.settings import Settings
 from callrouter.numbers import NumberNormaliser
@@ -67,6 +68,7 @@ class Runtime:
     metrics: Any = None
     hot: PgHotPath | None = None  # the FastAGI path's own asyncpg pool (PostgreSQL only)
     replica: PgStateReplica | None = None  # callers' routing state in memory (PostgreSQL)
+    loop_lag: LoopLag | None = None  # the event loop's lag, into the metrics
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @property
@@ -74,6 +76,8 @@ class Runtime:
         return self.ami.presence if self.ami is not None else NoPresence()
 
     async def close(self) -> None:
+        if self.loop_lag is not None:
+            self.loop_lag.stop()
         if self.api_server is not None:
             self.api_server.should_exit = True
         for task in self._tasks:
@@ -107,7 +111,7 @@ async def build_runtime(
     from callrouter.ami.listener import AmiSettings as ListenerSettings
     from callrouter.api.notify import EventPublisher
     from callrouter.events import EventHub
-    from callrouter.fastagi.handler import RouteHandler, route_table
+    from callrouter.fastagi.handler import RouteHandler, SessionObserver, route_table
     from callrouter.fastagi.server import FastAgiServer
     from callrouter.metrics import Metrics
 
@@ -136,12 +140,14 @@ async def build_runtime(
     hub = EventHub()
     metrics = Metrics()
     metrics.watch_decision_log(writer)
+    loop_lag = LoopLag(metrics.loop_lag.observe)
+    loop_lag.start()
     publisher = EventPublisher(hub)
 
     runtime = Runtime(
         settings=settings, rules=rules, store=store, engine=engine, service=None,  # type: ignore[arg-type]
         directory=directory, incidents=incidents, writer=writer, numbers=numbers,
-        hub=hub, metrics=metrics, hot=hot, replica=replica,
+        hub=hub, metrics=metrics, hot=hot, replica=replica, loop_lag=loop_lag,
     )
     if replica is not None:
         metrics.watch_state_replica(replica.status)
@@ -204,7 +210,10 @@ async def build_runtime(
         runtime.fastagi = await FastAgiServer(
             route_table(handler), fallback=handler.on_unknown_route, host=f.host, port=f.port,
             env_timeout=f.header_timeout_ms / 1000.0, max_sessions=f.max_sessions,
-        ).start()
+            observer=cast(SessionObserver, metrics.fastagi),  # its shape; metrics does not
+        ).start()                                             # import the adapter
+        server = runtime.fastagi
+        metrics.watch_fastagi(lambda: server.active)
 
     if with_api:
         runtime.api_server = await _start_api(runtime)

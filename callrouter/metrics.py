@@ -11,7 +11,7 @@ when that operator answered (the AMI listener's ``sticky_hit``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -30,6 +30,11 @@ _AMI_ALIASES = {"disconnected": "down"}
 
 # Decision latency is dominated by one store round trip; the FastAGI budget is 0.5 s.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# A FastAGI session takes a fraction of a millisecond when nothing waits; 5 s is its limit.
+SESSION_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+# uvloop's timers run on a millisecond clock, so a healthy loop shows up to ~1 ms of lag;
+# more is a stall that queues calls (docs/performance.md, "Where the time goes").
+LOOP_LAG_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 _MACHINERY_FALLBACKS = {
     ReasonCode.FALLBACK_TIMEOUT: "timeout",
@@ -151,9 +156,57 @@ class _CallRecordsCollector(Collector):
             yield CounterMetricFamily(f"{ns}_call_records_{name}", text, value=count)
 
 
+# The FastAGI server's session outcomes (``FastAgiServer.release``), a fixed set: the label
+# never carries what a client sent (an unknown route's name is ``unknown_route``).
+SESSION_OUTCOMES = ("ok", "hangup", "closed", "bad_client", "error", "unknown_route")
+
+
+class _FastAgiCollector(Collector):
+    """The FastAGI sessions running now, read at scrape time."""
+
+    def __init__(self, active: Callable[[], int], namespace: str) -> None:
+        self._active = active
+        self._ns = namespace
+
+    def collect(self) -> Iterator[Any]:
+        yield GaugeMetricFamily(f"{self._ns}_fastagi_active_sessions",
+                                "FastAGI sessions open now (connected, not yet closed).",
+                                value=self._active())
+
+
+class FastAgiMetrics:
+    """The FastAGI server's observer (the shape of ``fastagi.SessionObserver``, which this
+    module does not import: adapters depend on the metrics, not the other way round).
+
+    Each session's outcome and its time from accept to close; connections refused at
+    once (``too_many_sessions``). Decisions are counted by ``Metrics.on_decision``, the
+    routing service's observer, so ``decision`` does nothing here."""
+
+    def __init__(self, sessions: Counter, seconds: Histogram, rejected: Counter) -> None:
+        self._sessions = sessions
+        self._seconds = seconds
+        self._rejected = rejected
+        # labels() takes a lock and builds a tuple: once per outcome, not once per call
+        self._children = {o: sessions.labels(outcome=o) for o in SESSION_OUTCOMES}
+
+    def decision(self, record: DecisionRecord, seconds: float, fallback: object) -> None:
+        """Counted by ``Metrics.on_decision``."""
+
+    def session_end(self, route: str, outcome: str, seconds: float) -> None:
+        child = self._children.get(outcome)
+        if child is None:  # not one of the server's outcomes: a bug, counted as an error
+            child = self._children["error"]
+        child.inc()
+        self._seconds.observe(max(0.0, seconds))
+
+    def rejected(self, why: str) -> None:
+        self._rejected.labels(why=why).inc()
+
+
 class Metrics:
     """Owns a ``CollectorRegistry``; ``on_decision``, ``on_call_record``, ``set_ami_state``,
-    ``watch_decision_log``, ``watch_call_records``."""
+    ``watch_decision_log``, ``watch_call_records``, ``watch_fastagi``; ``fastagi`` is the
+    FastAGI server's observer and ``loop_lag`` the event loop's lag histogram."""
 
     def __init__(self, namespace: str = "callrouter") -> None:
         self.namespace = namespace
@@ -209,7 +262,31 @@ class Metrics:
             "ami_state", "The AMI connection's state: 1 for the current state, 0 for others.",
             ["state"], namespace=namespace, registry=r,
         )
+        self.fastagi = FastAgiMetrics(
+            Counter("fastagi_sessions", "FastAGI sessions by how they ended: ok, hangup (the "
+                    "caller hung up first), closed (Asterisk closed early), bad_client "
+                    "(garbage, oversized, silent, too slow), error, unknown_route.",
+                    ["outcome"], namespace=namespace, registry=r),
+            Histogram("fastagi_session_seconds", "FastAGI session time, from the accepted "
+                      "connection to its close (the decision, the MSet and its reply).",
+                      namespace=namespace, registry=r, buckets=SESSION_BUCKETS),
+            Counter("fastagi_rejected", "FastAGI connections closed at once, by why "
+                    "(too_many_sessions: fastagi.max_sessions running).",
+                    ["why"], namespace=namespace, registry=r),
+        )
+        self.loop_lag = Histogram(
+            "event_loop_lag_seconds",
+            "How late the event loop ran a timer due every 0.25 s: time in which the "
+            "process could not serve calls (CPU starvation, a long callback, a pause of "
+            "the garbage collector or of the machine). Calls that connect meanwhile wait "
+            "in the kernel's accept queue.",
+            namespace=namespace, registry=r, buckets=LOOP_LAG_BUCKETS,
+        )
         self.set_ami_state("down")
+
+    def watch_fastagi(self, active: Callable[[], int]) -> None:
+        """Export the FastAGI sessions open now (``FastAgiServer.active``)."""
+        self.registry.register(_FastAgiCollector(active, self.namespace))
 
     def watch_decision_log(self, writer: DecisionLogState) -> None:
         """Export the decision writer's backlog and counters: a log falling behind (the

@@ -147,3 +147,63 @@ def test_the_state_replica_status_is_exported_at_scrape_time() -> None:
     assert value(m, "callrouter_state_replica_notifications_total") == 40
     status.state = "down"  # the link lost: routing reads the database, and the gauge says so
     assert value(m, "callrouter_state_replica_live") == 0
+
+
+def test_fastagi_sessions_by_outcome_time_and_rejections() -> None:
+    m = Metrics()
+    fa = m.fastagi
+    fa.session_end("route", "ok", 0.0003)
+    fa.session_end("route", "ok", 0.004)
+    fa.session_end("route", "bad_client", 5.0)
+    fa.session_end("whatever", "unknown_route", 0.0002)
+    fa.session_end("route", "no-such-outcome", 0.001)  # a bug upstream: counted as an error
+    fa.rejected("too_many_sessions")
+    assert value(m, "callrouter_fastagi_sessions_total", outcome="ok") == 2
+    assert value(m, "callrouter_fastagi_sessions_total", outcome="bad_client") == 1
+    assert value(m, "callrouter_fastagi_sessions_total", outcome="unknown_route") == 1
+    assert value(m, "callrouter_fastagi_sessions_total", outcome="error") == 1
+    assert value(m, "callrouter_fastagi_sessions_total", outcome="hangup") == 0
+    assert value(m, "callrouter_fastagi_session_seconds_count") == 5
+    assert value(m, "callrouter_fastagi_session_seconds_bucket", le="0.0005") == 2
+    assert value(m, "callrouter_fastagi_session_seconds_bucket", le="0.005") == 4
+    assert value(m, "callrouter_fastagi_rejected_total", why="too_many_sessions") == 1
+    # decisions are the routing service's to count, not the FastAGI observer's
+    fa.decision(record(ReasonCode.NEW_CALLER), 0.001, None)
+    assert value(m, "callrouter_decisions_total", action="queue", reason="new_caller") == 0
+    # every outcome shows from the start, at 0 (a rate() over a series that appears late
+    # misses its first increment)
+    text = m.render().decode()
+    assert 'callrouter_fastagi_sessions_total{outcome="hangup"} 0.0' in text
+
+
+def test_fastagi_active_sessions_are_read_at_scrape_time() -> None:
+    m = Metrics()
+    active = [3]
+    m.watch_fastagi(lambda: active[0])
+    assert value(m, "callrouter_fastagi_active_sessions") == 3
+    active[0] = 0
+    assert value(m, "callrouter_fastagi_active_sessions") == 0
+
+
+def test_the_fastagi_observer_has_the_servers_observer_shape() -> None:
+    """The composition root hands ``Metrics.fastagi`` to the FastAGI server as a
+    ``SessionObserver`` (metrics does not import the adapter): same methods, same
+    parameters."""
+    import inspect
+
+    from callrouter.fastagi.handler import SessionObserver
+    from callrouter.metrics import FastAgiMetrics
+
+    for name in ("decision", "session_end", "rejected"):
+        ours = inspect.signature(getattr(FastAgiMetrics, name)).parameters
+        theirs = inspect.signature(getattr(SessionObserver, name)).parameters
+        assert list(ours) == list(theirs), name
+
+
+def test_event_loop_lag_histogram() -> None:
+    m = Metrics()
+    m.loop_lag.observe(0.0004)
+    m.loop_lag.observe(0.007)
+    assert value(m, "callrouter_event_loop_lag_seconds_count") == 2
+    assert value(m, "callrouter_event_loop_lag_seconds_bucket", le="0.002") == 1
+    assert value(m, "callrouter_event_loop_lag_seconds_bucket", le="0.01") == 2

@@ -28,3 +28,31 @@ def test_run_uses_the_chosen_loop(monkeypatch: pytest.MonkeyPatch, env: str, mod
         return type(asyncio.get_running_loop()).__module__.split(".")[0]
 
     assert aio.run(which()) == module
+
+
+@pytest.mark.parametrize("env", ["auto", "asyncio"])
+def test_loop_lag_sees_a_callback_that_holds_the_loop(monkeypatch: pytest.MonkeyPatch,
+                                                      env: str) -> None:
+    import time
+
+    monkeypatch.setenv(aio.LOOP_ENV, env)
+    seen: list[float] = []
+
+    async def main() -> None:
+        lag = aio.LoopLag(seen.append, interval=0.02)
+        lag.start()
+        lag.start()  # a second start does not add a second timer
+        await asyncio.sleep(0.07)  # a few quiet ticks
+        quiet = len(seen)
+        loop = asyncio.get_running_loop()
+        loop.call_soon(time.sleep, 0.06)  # a callback holding the loop for 60 ms
+        await asyncio.sleep(0.1)
+        lag.stop()
+        stopped = len(seen)
+        await asyncio.sleep(0.06)
+        assert len(seen) == stopped  # no tick after stop
+        assert quiet >= 2
+
+    aio.run(main())
+    assert max(seen) >= 0.03  # the tick due during the 60 ms came that much late
+    assert min(seen) >= 0.0

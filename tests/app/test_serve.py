@@ -77,6 +77,13 @@ async def test_repeat_caller_goes_back_to_operator(
         health = await client.get(f"http://127.0.0.1:{port}/api/v1/health")
     assert health.status_code == 200, health.text
 
+    # the FastAGI server reports to the metrics, and the event loop's lag is watched
+    sample = runtime.metrics.registry.get_sample_value
+    assert sample("callrouter_fastagi_sessions_total", {"outcome": "ok"}) == 2
+    assert sample("callrouter_fastagi_session_seconds_count") == 2
+    assert sample("callrouter_fastagi_active_sessions") == 0
+    assert runtime.loop_lag is not None and runtime.loop_lag._handle is not None
+
 
 async def test_busy_operator_is_waited_for(served: tuple[Runtime, FakeAmiServer]) -> None:
     runtime, ami = served
