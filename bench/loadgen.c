@@ -18,18 +18,23 @@
  *   closed  arrival offsets are ignored: -c sessions each start the next call at once.
  *
  * Usage: loadgen -i INPUT -o OUTPUT -p PORT [-a 127.0.0.1] [-c 200] [-m paced|closed]
- *                [-t 10]
+ *                [-t 10] [-d 0]
+ *
+ * -d DELAY_US: answer the MSet DELAY_US microseconds after it came instead of at once, as
+ * an Asterisk far away or busy would; the session stays open meanwhile, so at a given rate
+ * more sessions are open at once (Little's law: rate x delay).
  *
  * INPUT (little-endian):
  *   "CRLGIN1\n", u32 number of calls, u32 zero;
  *   per call: f64 arrival offset in seconds, u32 length, that many bytes of env block.
  *
  * OUTPUT (text, one line per call in call order, tab-separated):
- *   call  status  latency_ns  lag_ns  late  other_commands  mset_argument
+ *   call  status  latency_ns  lag_ns  late  other_commands  decided_ns  mset_argument
  * status is ok, nomset (EOF before any MSet), refused (connect failed), reset (the
  * connection broke after it was made), timeout (-t seconds without EOF), protocol (a line
  * longer than the buffer, or replies the daemon does not read), error (socket() etc.);
- * latency_ns is -1 when the call never connected or timed out. Then one line
+ * latency_ns is -1 when the call never connected or timed out; decided_ns is the time from
+ * the start to the MSet line (the daemon's decision), -1 when none came. Then one line
  *   # summary key=value ...
  * with the counts, the start (t0_ns, CLOCK_MONOTONIC: arrival offsets count from it), the
  * wall seconds from the start to the last call's end and this
@@ -71,6 +76,7 @@ struct call {
     int64_t arrival_ns;  /* absolute, CLOCK_MONOTONIC (paced mode) */
     int64_t latency_ns;
     int64_t lag_ns;
+    int64_t decided_ns;  /* start -> the MSet line came; -1: none */
     uint32_t mset_off, mset_len;
     uint16_t other_cmds;
     uint8_t status;
@@ -106,6 +112,13 @@ static size_t arena_len, arena_cap;
 static struct sockaddr_in daemon_addr;
 static uint32_t in_flight, max_in_flight;
 static int64_t last_end_ns;      /* when the latest call ended */
+static int64_t reply_delay_ns;   /* -d: the MSet's reply waits this long */
+/* MSet replies waiting for their time, oldest first (the delay is the same for all, so
+ * they fall due in the order they were queued): a ring of session slot, its call
+ * generation then, and the time due. */
+static uint32_t *pend_slot, *pend_gen;
+static int64_t *pend_due;
+static uint32_t pend_cap, pend_head, pend_len;
 
 static int64_t now_ns(void)
 {
@@ -183,6 +196,7 @@ static void load_input(const char *path)
         calls[i].block = (const char *)buf + off;
         calls[i].block_len = n;
         calls[i].latency_ns = -1;
+        calls[i].decided_ns = -1;
         calls[i].status = ST_NOTRUN;
         off += n;
     }
@@ -428,8 +442,23 @@ static int lines(struct session *s)
         start += n + 1;
         int rc;
         if (n >= sizeof MSET - 1 && !memcmp(line, MSET, sizeof MSET - 1)) {
-            arena_put(&calls[s->call], line + sizeof MSET - 1, n - (sizeof MSET - 1));
-            rc = REPLY(s, "200 result=0\n");
+            struct call *c = &calls[s->call];
+            arena_put(c, line + sizeof MSET - 1, n - (sizeof MSET - 1));
+            int64_t t = now_ns();
+            if (c->decided_ns < 0)
+                c->decided_ns = t - s->started_ns;
+            if (!reply_delay_ns) {
+                rc = REPLY(s, "200 result=0\n");
+            } else if (pend_len == pend_cap) {
+                finish(s, ST_PROTOCOL);  /* more MSets in flight than sessions: not a daemon */
+                rc = -1;
+            } else {
+                uint32_t k = (pend_head + pend_len++) % pend_cap;
+                pend_slot[k] = (uint32_t)(s - sessions);
+                pend_gen[k] = s->gen;
+                pend_due[k] = t + reply_delay_ns;
+                rc = 0;
+            }
         } else {
             rc = answer(s, line, n);
         }
@@ -583,8 +612,9 @@ static void write_results(const char *path, const char *mode, int64_t t0_ns, int
         late += c->late;
         if (c->status != ST_NOTRUN && !c->late && !strcmp(mode, "paced"))
             on_time[n_on_time++] = c->lag_ns;
-        fprintf(f, "%u\t%s\t%lld\t%lld\t%u\t%u\t", i, status_name[c->status],
-                (long long)c->latency_ns, (long long)c->lag_ns, c->late, c->other_cmds);
+        fprintf(f, "%u\t%s\t%lld\t%lld\t%u\t%u\t%lld\t", i, status_name[c->status],
+                (long long)c->latency_ns, (long long)c->lag_ns, c->late, c->other_cmds,
+                (long long)c->decided_ns);
         fwrite(arena ? arena + c->mset_off : "", 1, c->mset_len, f);
         fputc('\n', f);
     }
@@ -608,6 +638,19 @@ static void write_results(const char *path, const char *mode, int64_t t0_ns, int
 }
 
 /* ---- main loop ---- */
+
+/* Sends the delayed MSet replies that are due by `t` (their call may have ended since). */
+static void send_due_replies(int64_t t)
+{
+    while (pend_len && pend_due[pend_head] <= t) {
+        struct session *s = &sessions[pend_slot[pend_head]];
+        uint32_t gen = pend_gen[pend_head];
+        pend_head = (pend_head + 1) % pend_cap;
+        pend_len--;
+        if (s->fd >= 0 && s->gen == gen)
+            REPLY(s, "200 result=0\n");
+    }
+}
 
 static int have_pwait2 = 1;
 
@@ -635,7 +678,7 @@ static int wait_events(struct epoll_event *evs, int64_t wake, int64_t now)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: loadgen -i INPUT -o OUTPUT -p PORT [-a ADDR] [-c SESSIONS] "
+    fprintf(stderr, "usage: loadgen -i INPUT -o OUTPUT -p PORT [-a ADDR] [-c SESSIONS] [-d US] "
                     "[-m paced|closed] [-t TIMEOUT_S]\n");
     exit(2);
 }
@@ -646,7 +689,7 @@ int main(int argc, char **argv)
     long port = -1, max_sessions = 200;
     double timeout_s = 10.0;
     int opt;
-    while ((opt = getopt(argc, argv, "i:o:p:a:c:m:t:")) != -1) {
+    while ((opt = getopt(argc, argv, "i:o:p:a:c:m:t:d:")) != -1) {
         switch (opt) {
         case 'i': input = optarg; break;
         case 'o': output = optarg; break;
@@ -655,12 +698,14 @@ int main(int argc, char **argv)
         case 'c': max_sessions = strtol(optarg, NULL, 10); break;
         case 'm': mode = optarg; break;
         case 't': timeout_s = strtod(optarg, NULL); break;
+        case 'd': reply_delay_ns = strtoll(optarg, NULL, 10) * 1000; break;
         default: usage();
         }
     }
     int closed = !strcmp(mode, "closed");
     if (!input || !output || port < 0 || port > 65535 || max_sessions < 1 ||
-        max_sessions > 65536 || timeout_s <= 0 || (!closed && strcmp(mode, "paced")))
+        max_sessions > 65536 || timeout_s <= 0 || reply_delay_ns < 0 ||
+        (!closed && strcmp(mode, "paced")))
         usage();
     daemon_addr.sin_family = AF_INET;
     daemon_addr.sin_port = htons((uint16_t)port);
@@ -671,7 +716,11 @@ int main(int argc, char **argv)
     load_input(input);
     sessions = calloc((size_t)max_sessions, sizeof *sessions);
     free_slots = calloc((size_t)max_sessions, sizeof *free_slots);
-    if (!sessions || !free_slots)
+    pend_cap = 2 * (uint32_t)max_sessions;
+    pend_slot = calloc(pend_cap, sizeof *pend_slot);
+    pend_gen = calloc(pend_cap, sizeof *pend_gen);
+    pend_due = calloc(pend_cap, sizeof *pend_due);
+    if (!sessions || !free_slots || !pend_slot || !pend_gen || !pend_due)
         die("calloc");
     for (long i = max_sessions - 1; i >= 0; i--) {
         sessions[i].fd = -1;
@@ -693,6 +742,7 @@ int main(int argc, char **argv)
 
     for (;;) {
         int64_t t = now_ns();
+        send_due_replies(t);
         while (oldest && t - oldest->started_ns >= timeout_ns)
             finish(oldest, ST_TIMEOUT);
         while (next < n_calls && n_free && (closed || calls[next].arrival_ns <= t)) {
@@ -703,6 +753,8 @@ int main(int argc, char **argv)
             break;
 
         int64_t wake = oldest ? oldest->started_ns + timeout_ns : INT64_MAX;
+        if (pend_len && pend_due[pend_head] < wake)
+            wake = pend_due[pend_head];
         if (!closed && n_free && next < n_calls && calls[next].arrival_ns < wake)
             wake = calls[next].arrival_ns;
         int nev = wait_events(evs, wake, t);

@@ -99,6 +99,7 @@ class Call:
     late: bool  # paced: arrived while every session was busy
     other_commands: int  # command lines other than the MSet (answered as Asterisk does)
     mset: bytes  # the ``EXEC MSet`` argument, b"" when none came
+    decided_ms: float | None = None  # start -> the MSet came (the daemon's decision)
 
     @property
     def failed(self) -> bool:
@@ -118,6 +119,7 @@ class LoadResultLike(Protocol):
     generator_cpu_seconds: float | None
     generator_own_lag_ms: tuple[float, float, float] | None
     spans: list[tuple[float, float]]
+    decided_ms: list[float]
 
 
 R = TypeVar("R", bound=LoadResultLike)
@@ -171,6 +173,8 @@ class Run:
         for c in self.calls:
             if c.latency_ms is not None:
                 out.latencies_ms.append(c.latency_ms)
+            if c.decided_ms is not None:
+                out.decided_ms.append(c.decided_ms)
             if c.late:
                 out.start_lag_ms.append(c.lag_ms)
             if m := REASON.search(c.mset):
@@ -203,11 +207,13 @@ def read_results(path: Path) -> Run:
             if line.startswith(b"# summary "):
                 summary = dict(kv.split("=", 1) for kv in line[10:].decode().split())
                 continue
-            _, status, latency, lag, late, others, mset = line.rstrip(b"\n").split(b"\t", 6)
+            _, status, latency, lag, late, others, decided, mset = line.rstrip(b"\n").split(
+                b"\t", 7)
             ns = int(latency)
             calls.append(Call(status=status.decode(), latency_ms=ns / 1e6 if ns >= 0 else None,
                               lag_ms=int(lag) / 1e6, late=late == b"1",
-                              other_commands=int(others), mset=mset))
+                              other_commands=int(others), mset=mset,
+                              decided_ms=int(decided) / 1e6 if int(decided) >= 0 else None))
     if not summary:
         raise RuntimeError(f"{path}: no summary line (the load generator did not finish)")
     return Run(calls=calls, summary=summary)
@@ -215,11 +221,16 @@ def read_results(path: Path) -> Run:
 
 async def run(port: int, blocks: Sequence[bytes], *, sessions: int = 200, mode: str = "paced",
               arrivals: Sequence[float] | None = None, timeout: float = DEFAULT_TIMEOUT,
-              host: str = "127.0.0.1", exe: Path | None = None) -> Run:
+              host: str = "127.0.0.1", exe: Path | None = None,
+              reply_delay_ms: float = 0.0) -> Run:
     """Drive ``blocks`` through the daemon at ``host:port`` with the C load generator.
 
     ``mode="paced"``: call i starts at ``arrivals[i]`` seconds (at most ``sessions`` in
-    flight); ``"closed"``: ``sessions`` sessions each call again at once."""
+    flight); ``"closed"``: ``sessions`` sessions each call again at once.
+    ``reply_delay_ms``: Asterisk's reply to the MSet comes that much later (a far or busy
+    Asterisk), so each session stays open that much longer."""
+    if reply_delay_ms < 0:
+        raise ValueError(f"reply delay {reply_delay_ms!r}")
     if mode not in ("paced", "closed"):
         raise ValueError(f"mode {mode!r}")
     if arrivals is None:
@@ -233,6 +244,7 @@ async def run(port: int, blocks: Sequence[bytes], *, sessions: int = 200, mode: 
         proc = await asyncio.create_subprocess_exec(
             str(exe), "-i", str(src), "-o", str(dst), "-p", str(port), "-a", host,
             "-c", str(sessions), "-m", mode, "-t", str(timeout),
+            "-d", str(round(reply_delay_ms * 1000)),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await proc.communicate()
         if proc.returncode != 0:
@@ -245,10 +257,12 @@ async def run(port: int, blocks: Sequence[bytes], *, sessions: int = 200, mode: 
 
 
 async def paced(port: int, blocks: Sequence[bytes], sessions: int, rate: float, *,
-                seed: int = 5, timeout: float = DEFAULT_TIMEOUT, exe: Path | None = None) -> Run:
+                seed: int = 5, timeout: float = DEFAULT_TIMEOUT, exe: Path | None = None,
+                reply_delay_ms: float = 0.0) -> Run:
     """Open loop: Poisson arrivals at ``rate``/s over ``sessions`` sessions."""
     return await run(port, blocks, sessions=sessions, mode="paced", timeout=timeout, exe=exe,
-                     arrivals=poisson_arrivals(len(blocks), rate, seed=seed))
+                     arrivals=poisson_arrivals(len(blocks), rate, seed=seed),
+                     reply_delay_ms=reply_delay_ms)
 
 
 async def closed(port: int, blocks: Sequence[bytes], sessions: int, *,

@@ -93,3 +93,13 @@ def test_where_the_time_went_splits_each_call_at_accept_and_close() -> None:
     assert where_the_time_went(spans, [(a + 0.01, c + 0.01) for a, c in sessions]) is None
     assert where_the_time_went(spans, sessions[:50]) is None  # counts differ
     assert where_the_time_went([], sessions) is None
+
+
+def test_a_held_back_reply_is_not_charged_to_the_rate_but_counts_as_open() -> None:
+    from bench.bench_fastagi import LoadResult
+
+    # 1,500 calls of 133 ms each (all but 0.3 ms of it the held-back reply) over 1.133 s
+    r = LoadResult(latencies_ms=[133.0] * 1500, seconds=1.133, held_back_s=0.133)
+    assert abs(r.rate - 1500.0) < 1e-6
+    assert abs(r.mean_open - 1500 * 0.133 / 1.133) < 1e-9  # Little's law: ~176 open
+    assert LoadResult(latencies_ms=[1.0] * 10, seconds=2.0).rate == 5.0

@@ -155,6 +155,8 @@ class Result:
         self.max_in_flight = 0
         self.generator_cpu_seconds: float | None = None
         self.generator_own_lag_ms: tuple[float, float, float] | None = None
+        self.spans: list[tuple[float, float]] = []
+        self.decided_ms: list[float] = []
 
 
 async def test_floor_run_drives_the_null_responder(exe: Path) -> None:
@@ -191,3 +193,31 @@ async def test_null_responder_drops_a_client_that_never_ends_its_block() -> None
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_a_late_reply_keeps_sessions_open_and_the_decision_time_apart(
+        server: FastAgiServer, exe: Path) -> None:
+    """-d: Asterisk's reply to the MSet comes 80 ms late. Each call then lasts at least
+    that, many are open at once, and the time to the decision stays the daemon's."""
+    run = await loadgen.paced(server.port, blocks(server.port), sessions=100, rate=400.0,
+                              exe=exe, reply_delay_ms=80.0)
+    assert [c.status for c in run.calls] == ["ok"] * len(CALLERS)
+    assert [action(c.mset) for c in run.calls] == [EXPECTED[c] for c in CALLERS]
+    for c in run.calls:
+        assert c.latency_ms is not None and c.decided_ms is not None
+        assert c.latency_ms >= 80.0 > c.decided_ms > 0
+    # 50 calls over 0.125 s, each open >= 80 ms: most of them at once
+    assert run.max_in_flight >= 15
+    out = run.fill(Result())
+    assert len(out.decided_ms) == len(CALLERS)
+
+
+async def test_without_delay_the_decision_time_is_inside_the_call(
+        server: FastAgiServer, exe: Path) -> None:
+    run = await loadgen.paced(server.port, blocks(server.port)[:10], sessions=5, rate=200.0,
+                              exe=exe)
+    assert all(c.decided_ms is not None and c.latency_ms is not None
+               and 0 < c.decided_ms <= c.latency_ms for c in run.calls)
+    with pytest.raises(ValueError):
+        await loadgen.run(server.port, blocks(server.port)[:1], mode="closed", exe=exe,
+                          reply_delay_ms=-1)
