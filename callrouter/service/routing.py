@@ -92,9 +92,7 @@ class RoutingService:
         queue): the decision is returned but neither recorded nor observed."""
         started = time.perf_counter()
         now = now or self._clock()
-        rules = self._rules()
-        queue = call.queue.strip() or rules.default_queue
-        caller = self._numbers.caller(call.caller_raw, call.callingpres)
+        rules, queue, caller = self._inbound(call)
         try:
             ctx = await self.gather(caller, queue, rules, now)
         except Exception as exc:  # the store is down or slow: the caller still gets the queue
@@ -126,9 +124,7 @@ class RoutingService:
         incidents = incidents_now(now)
         if operators is None or incidents is None:
             return None
-        rules = self._rules()
-        queue = call.queue.strip() or rules.default_queue
-        caller = self._numbers.caller(call.caller_raw, call.callingpres)
+        rules, queue, caller = self._inbound(call)
         snapshot = _NO_HISTORY
         if caller.identified and caller.number is not None:
             held = snapshot_now(caller.number, now, rules.for_queue(queue).lookback)
@@ -142,9 +138,7 @@ class RoutingService:
 
     def fallback(self, call: InboundCall, code: ReasonCode, text: str) -> DecisionRecord:
         """The decision when the time budget ran out or the input was odd (no I/O)."""
-        rules = self._rules()
-        queue = call.queue.strip() or rules.default_queue
-        caller = self._numbers.caller(call.caller_raw, call.callingpres)
+        rules, queue, caller = self._inbound(call)
         decision = _fallback_decision(queue, rules, code, text)
         now = self._clock()
         return self._finish(call, caller, queue, decision, time.perf_counter(), now, {})
@@ -185,6 +179,13 @@ class RoutingService:
         return ctx, decide(ctx, rules, now)
 
     # -- internals ----------------------------------------------------------------------
+
+    def _inbound(self, call: InboundCall) -> tuple[Rules, str, Caller]:
+        """The rules now, the call's entry queue (the rules' default when it came with
+        none) and who is calling."""
+        rules = self._rules()
+        return (rules, call.queue.strip() or rules.default_queue,
+                self._numbers.caller(call.caller_raw, call.callingpres))
 
     def _finish(
         self,
